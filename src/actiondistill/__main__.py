@@ -1,0 +1,3 @@
+from actiondistill.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Video data: the synthetic world, readers, samplers, transforms and datasets."""
