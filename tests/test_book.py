@@ -1,0 +1,94 @@
+"""The book runner on a tiny throwaway book: execution, reuse, parameter checks, failures, HTML build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from actiondistill.book import BookRunner, ChapterFailed, chapters, toc_entries
+
+CONFIG = {"title": "t", "only_build_toc_files": True, "execute": {"execute_notebooks": "off"}}
+
+
+def make_book(root: Path, body: str = "print(x * 2)", params: dict | None = None) -> Path:
+    (root / "book" / "params").mkdir(parents=True)
+    (root / "_config.yml").write_text(yaml.safe_dump(CONFIG))
+    (root / "_toc.yml").write_text(yaml.safe_dump(
+        {"format": "jb-book", "root": "book/intro", "chapters": [{"file": "book/ch1"}]}))
+    (root / "book" / "intro.md").write_text("# Intro\n\nhello\n")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Chapter one"),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nbformat.write(notebook, root / "book" / "ch1.ipynb")
+    (root / "book" / "params" / "p.yaml").write_text(yaml.safe_dump(params or {"defaults": {"x": 21, "unused": 0}}))
+    return root
+
+
+def outputs(runner: BookRunner) -> str:
+    notebook = nbformat.read(runner.executed_dir / "book" / "ch1.ipynb", as_version=4)
+    return json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+
+
+def test_toc_lists_root_and_chapters(tmp_path):
+    root = make_book(tmp_path)
+    assert toc_entries(root) == ["book/intro", "book/ch1"]
+    assert [c.name for c in chapters(root)] == ["ch1"]
+
+
+def test_executes_with_profile_parameters_then_reuses(tmp_path):
+    root = make_book(tmp_path)
+    runner = BookRunner("p", root=root)
+    first = runner.run(build=False)
+    assert first["chapters"]["ch1"].startswith("executed")
+    assert "42" in outputs(runner)  # the profile's x=21 reached the chapter; 'unused' was dropped
+    assert BookRunner("p", root=root).run(build=False)["chapters"]["ch1"] == "reused"
+    (root / "book" / "params" / "p.yaml").write_text(yaml.safe_dump({"defaults": {"x": 5}}))
+    assert BookRunner("p", root=root).run(build=False)["chapters"]["ch1"].startswith("executed")
+    assert "10" in outputs(runner)
+
+
+def test_chapter_key_not_declared_is_an_error(tmp_path):
+    root = make_book(tmp_path, params={"chapters": {"ch1": {"y": 3}}})
+    with pytest.raises(ValueError, match=r"chapters\.ch1 sets \['y'\]"):
+        BookRunner("p", root=root).run(build=False)
+
+
+def test_unknown_profile_names_the_known_ones(tmp_path):
+    root = make_book(tmp_path)
+    with pytest.raises(FileNotFoundError, match="profiles here: p"):
+        BookRunner("nope", root=root)
+
+
+def test_failing_chapter_is_named_with_traceback_and_leaves_nothing_stale(tmp_path):
+    root = make_book(tmp_path, body="raise ValueError('broken on purpose')")
+    stale_html = tmp_path / "_build" / "html"
+    stale_html.mkdir(parents=True)
+    runner = BookRunner("p", root=root)
+    with pytest.raises(ChapterFailed, match="chapter ch1") as err:
+        runner.run()
+    assert "broken on purpose" in str(err.value)
+    assert not (runner.executed_dir / "book" / "ch1.ipynb").exists()
+    assert not stale_html.exists()
+
+
+def test_only_unknown_chapter(tmp_path):
+    root = make_book(tmp_path)
+    with pytest.raises(ValueError, match="no such chapter"):
+        BookRunner("p", root=root).run(only="ch9", build=False)
+
+
+def test_builds_html(tmp_path):
+    root = make_book(tmp_path)
+    report = BookRunner("p", root=root).run()
+    index = Path(report["html"])
+    assert index.is_file()
+    page = (index.parent / "book" / "ch1.html").read_text()
+    assert "Chapter one" in page and "42" in page
