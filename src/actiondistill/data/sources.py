@@ -1,0 +1,44 @@
+"""Where a profile's videos come from: the cached synthetic world, or HMDB51/UCF101 placed under data/.
+
+Chapters ask for data by the profile's `dataset` name; expensive generation happens once and is
+shared by every chapter (the cache key is everything that determines the generated clips).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actiondistill.paths import data_dir
+
+REAL_DATASETS = ("hmdb51", "ucf101")
+
+
+def synthactions_dir(videos: int, size: int, frames: int, seed: int = 0, root: Path | None = None) -> Path:
+    """The cache folder of one generated world; its name records the generation parameters."""
+    return (root or data_dir() / "synthactions") / f"n{videos}_s{size}_f{frames}_seed{seed}"
+
+
+def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: int = 0, progress: bool = True,
+                          root: Path | None = None) -> Path:
+    """Generate the synthetic world once (resuming an interrupted generation) and return its manifest path."""
+    from actiondistill.data.synthetic import generate
+
+    out = synthactions_dir(videos, size, frames, seed, root)
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        generate(out, videos=videos, size=size, frames=frames, seed=seed, progress=progress)
+    return manifest
+
+
+def real_dataset_root(dataset: str, data_root: str | Path | None = None) -> Path:
+    """Resolve a real dataset's folder (relative paths are under data/) and say what to place if it is missing."""
+    if dataset not in REAL_DATASETS:
+        raise ValueError(f"dataset {dataset!r}: expected one of {REAL_DATASETS} or 'synthactions'")
+    root = Path(data_root or dataset)
+    if not root.is_absolute():
+        root = data_dir() / root
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: {dataset} is not there; place it as README.md ('Real datasets') and data/README.md describe"
+        )
+    return root

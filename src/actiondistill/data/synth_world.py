@@ -1,0 +1,345 @@
+"""The vocabulary and clip specifications of SynthActions, the embedded procedurally rendered world.
+
+A clip is fully described by a `ClipSpec`. Its main-object motion is written as functions of a
+centred time s in [-1, 1] (s = -1 at the first frame, +1 at the last), with every parameter
+either a constant or a *rate* multiplying s. Negating all rates therefore gives, bit for bit,
+the time reversal of the motion, because s at frame t is exactly -s at frame T-1-t. That is how
+`reversed_spec` is constructive: "moving left" reversed is a genuine "moving right" spec, and a
+model cannot tell direction-dependent pairs apart from a single frame or from reversed time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Names only here; the renderer owns the geometry and RGB values of scenes and landmarks.
+SHAPES = ["circle", "square", "triangle", "star", "diamond", "hexagon", "cross"]
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (40, 200, 60),
+    "blue": (40, 80, 235),
+    "yellow": (250, 220, 20),
+    "purple": (150, 50, 210),
+    "orange": (255, 140, 0),
+    "cyan": (20, 215, 225),
+    "pink": (255, 110, 190),
+}
+SCENES: dict[str, str] = {  # scene -> how a caption places it
+    "beach": "on the beach",
+    "forest": "in the forest",
+    "street": "on the street",
+    "kitchen": "in the kitchen",
+    "space": "in space",
+    "snow": "in the snow",
+}
+RADIUS: dict[str, float] = {"small": 0.07, "medium": 0.095, "large": 0.125}  # object radius / frame size
+LANDMARKS = ["tree", "house"]
+MAX_DISTRACTORS = 3
+
+ATTRIBUTES: dict[str, list[str]] = {
+    "shape": SHAPES,
+    "colour": list(COLOURS),
+    "scene": list(SCENES),
+    "size": list(RADIUS),
+    "distractors": [str(k) for k in range(MAX_DISTRACTORS + 1)],
+    "occluded": ["no", "yes"],
+}
+
+# Actions are (verb, direction-or-manner) compositions. The held-out ones reuse a seen verb and a
+# seen direction, so their label text is new while its words are not.
+_OPPOSITE = {"left": "right", "up": "down", "clockwise": "counterclockwise", "growing": "shrinking"}
+_OPPOSITE |= {f"towards the {lm}": f"away from the {lm}" for lm in LANDMARKS}
+_OPPOSITE |= {b: a for a, b in _OPPOSITE.items()}
+_SEEN: list[tuple[str, str | None]] = [
+    ("moving", "left"), ("moving", "right"), ("moving", "up"), ("moving", "down"),
+    ("bouncing", "left"), ("bouncing", "right"),
+    ("zigzagging", "left"), ("zigzagging", "right"),
+    ("rolling", "left"), ("rolling", "right"),
+    ("moving", "towards the tree"), ("moving", "away from the tree"),
+    ("moving", "towards the house"), ("moving", "away from the house"),
+    ("spinning", "clockwise"), ("spinning", "counterclockwise"),
+    ("circling", "clockwise"), ("circling", "counterclockwise"),
+    ("growing", None), ("shrinking", None),
+    ("blinking", None), ("shaking", None),
+]  # fmt: skip
+_HELD_OUT: list[tuple[str, str | None]] = [
+    ("zigzagging", "up"), ("zigzagging", "down"),
+    ("bouncing", "towards the house"), ("bouncing", "away from the house"),
+    ("zigzagging", "towards the tree"), ("zigzagging", "away from the tree"),
+]  # fmt: skip
+_PARTS = {(f"{verb} {direction}" if direction else verb): (verb, direction) for verb, direction in _SEEN + _HELD_OUT}
+_AXES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+_MARGIN = 0.03  # keeps the whole object this far (in frame units) inside the frame
+
+
+def action_classes() -> list[str]:
+    """All label texts: the seen classes first, then the held-out (zero-shot) ones."""
+    return list(_PARTS)
+
+
+def zeroshot_classes() -> list[str]:
+    """The held-out label texts, a suffix of `action_classes()`."""
+    return action_classes()[len(_SEEN):]
+
+
+def action_parts(label: str) -> tuple[str, str | None]:
+    """(verb, direction or None) of a label: the composition zero-shot evaluation relies on."""
+    return _PARTS[_check_label(label)]
+
+
+def reverse_action(label: str) -> str | None:
+    """The label of this action played backwards; None when the action is its own reversal."""
+    verb, direction = action_parts(label)
+    if direction is None:
+        return _OPPOSITE.get(verb)
+    return f"{verb} {_OPPOSITE[direction]}"
+
+
+@dataclass(frozen=True)
+class Wave:
+    """A periodic term with phase `phase + rate * s`; amplitude 0 switches it off."""
+
+    amplitude: float = 0.0
+    phase: float = 0.0
+    rate: float = 0.0
+
+    def reversed(self) -> Wave:
+        return dataclasses.replace(self, rate=-self.rate)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything that determines one clip; positions and lengths are in frame units (0..1).
+
+    Main-object centre at time s: `centre + velocity*s + orbit + hop + zigzag*axis + shake`,
+    orientation `angle + spin*s`, radius `RADIUS[size] * exp(scale + growth*s)`, hidden while
+    `cos(blink phase) > 1 - 2*blink.amplitude`. Distractors, occluder, lighting, camera jitter,
+    shake offsets and pixel noise are drawn by the renderer from `seed`; `time_reversed` plays
+    those per-frame sequences backwards.
+    """
+
+    seed: int
+    label: str
+    shape: str
+    colour: str
+    scene: str
+    size: str
+    distractors: int
+    occluded: bool
+    noise: float  # std of gaussian pixel noise, in 0..255 levels
+    jitter: float  # largest camera translation, in frame units
+    lighting: float  # strength (0..1) of brightness/tint changes
+    landmarks: tuple[tuple[float, float], tuple[float, float]]  # centres of the tree and the house
+    centre: tuple[float, float]
+    velocity: tuple[float, float] = (0.0, 0.0)
+    angle: float = 0.0
+    spin: float = 0.0
+    scale: float = 0.0
+    growth: float = 0.0
+    orbit: Wave = Wave()
+    hop: Wave = Wave()
+    zigzag: Wave = Wave()
+    zigzag_axis: tuple[float, float] = (0.0, 0.0)
+    blink: Wave = Wave()
+    shake: float = 0.0
+    time_reversed: bool = False
+
+    def attributes(self) -> dict[str, str]:
+        """The spatial ground truth, one value of `ATTRIBUTES[key]` per key."""
+        return {
+            "shape": self.shape,
+            "colour": self.colour,
+            "scene": self.scene,
+            "size": self.size,
+            "distractors": str(self.distractors),
+            "occluded": "yes" if self.occluded else "no",
+        }
+
+
+_ATTRIBUTE_FIELDS = ("shape", "colour", "scene", "size", "distractors", "occluded", "noise", "jitter", "lighting")
+
+
+def sample_spec(seed: int, label: str | None = None, **overrides) -> ClipSpec:
+    """Draw a clip spec from `seed` (label drawn too unless given); `overrides` replace any field.
+
+    Attribute overrides (shape, size, ...) are applied before the motion is drawn, so that the
+    motion fits the overridden size; the random draws themselves do not depend on overrides.
+    """
+    allowed = {f.name for f in dataclasses.fields(ClipSpec)} - {"seed", "label"}
+    unknown = set(overrides) - allowed
+    if unknown:
+        raise ValueError(f"sample_spec: unknown fields {sorted(unknown)}; expected some of {sorted(allowed)}")
+    rng = np.random.default_rng([int(seed), 0])
+    classes = action_classes()
+    drawn_label = classes[rng.integers(len(classes))]
+    label = _check_label(drawn_label if label is None else label)
+    attrs = {
+        "shape": SHAPES[rng.integers(len(SHAPES))],
+        "colour": ATTRIBUTES["colour"][rng.integers(len(COLOURS))],
+        "scene": ATTRIBUTES["scene"][rng.integers(len(SCENES))],
+        "size": ATTRIBUTES["size"][rng.integers(len(RADIUS))],
+        "distractors": int(rng.integers(MAX_DISTRACTORS + 1)),
+        "occluded": bool(rng.random() < 0.25),
+        "noise": float(rng.uniform(1.0, 6.0)),
+        "jitter": float(rng.integers(0, 4)) / 100.0,
+        "lighting": float(rng.uniform(0.0, 1.0)),
+    }
+    attrs.update({k: v for k, v in overrides.items() if k in _ATTRIBUTE_FIELDS})
+    _check_attributes(attrs)
+    landmarks = _sample_landmarks(rng)
+    fixed = "landmarks" in overrides
+    motion = _sample_motion(rng, label, RADIUS[attrs["size"]], overrides["landmarks"] if fixed else landmarks, fixed)
+    spec = ClipSpec(seed=int(seed), label=label, **attrs, **{"landmarks": landmarks} | motion)
+    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if k not in _ATTRIBUTE_FIELDS})
+
+
+def reversed_spec(spec: ClipSpec) -> ClipSpec:
+    """The spec whose rendering is exactly `render_clip(spec)[::-1]` (rates negated, sequences reversed)."""
+    return dataclasses.replace(
+        spec,
+        label=reverse_action(spec.label) or spec.label,
+        velocity=(-spec.velocity[0], -spec.velocity[1]),
+        spin=-spec.spin,
+        growth=-spec.growth,
+        orbit=spec.orbit.reversed(),
+        hop=spec.hop.reversed(),
+        zigzag=spec.zigzag.reversed(),
+        blink=spec.blink.reversed(),
+        time_reversed=not spec.time_reversed,
+    )
+
+
+def caption(spec: ClipSpec) -> str:
+    """A natural sentence naming every visible attribute of the main object and the action."""
+    return f"a {spec.size} {spec.colour} {spec.shape} {spec.label} {SCENES[spec.scene]}"
+
+
+def _check_label(label: str) -> str:
+    if label not in _PARTS:
+        raise ValueError(f"unknown action label {label!r}; expected one of {list(_PARTS)}")
+    return label
+
+
+def _check_attributes(attrs: dict) -> None:
+    for key in ("shape", "colour", "scene", "size"):
+        if attrs[key] not in ATTRIBUTES[key]:
+            raise ValueError(f"unknown {key} {attrs[key]!r}; expected one of {ATTRIBUTES[key]}")
+    if not 0 <= attrs["distractors"] <= MAX_DISTRACTORS:
+        raise ValueError(f"distractors={attrs['distractors']!r}; expected 0..{MAX_DISTRACTORS}")
+    for key, hi in (("noise", 64.0), ("jitter", 0.1), ("lighting", 1.0)):
+        if not 0.0 <= attrs[key] <= hi:
+            raise ValueError(f"{key}={attrs[key]!r}; expected a number in [0, {hi}]")
+
+
+def _sample_landmarks(rng: np.random.Generator) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Tree and house far enough apart that "towards the tree" and "towards the house" differ."""
+    while True:
+        points = rng.uniform(0.14, 0.86, size=(2, 2))
+        if np.hypot(*(points[0] - points[1])) >= 0.45:
+            return (tuple(map(float, points[0])), tuple(map(float, points[1])))
+
+
+def _uniform_centre(rng: np.random.Generator, extent_x: float, extent_y: float) -> tuple[float, float]:
+    """A centre whose motion, extending `extent` either side, stays inside the frame."""
+    def axis(extent: float) -> float:
+        lo = min(extent + _MARGIN, 0.5)
+        return float(rng.uniform(lo, 1.0 - lo))
+    return (axis(extent_x), axis(extent_y))
+
+
+def _sample_motion(rng: np.random.Generator, label: str, radius: float, landmarks, fixed: bool) -> dict:
+    """Motion parameters of one label: the direction sets the sign of a rate, the rest is random.
+
+    Paths to a landmark may need other landmark positions (one hugging the frame's edge leaves no
+    room to bounce there); those are redrawn unless `fixed`, and returned with the motion.
+    """
+    verb, direction = _PARTS[label]
+    sign = 1.0 if direction in ("right", "down", "clockwise") or (direction or "").startswith("towards") else -1.0
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    drift = rng.uniform(-0.04, 0.04, size=2)  # slow wander of in-place actions, symmetric in time
+    if verb in ("moving", "bouncing", "zigzagging", "rolling"):
+        return _sample_travel(rng, verb, direction, radius, landmarks, fixed, angle)
+    if verb == "spinning":
+        return {"centre": _uniform_centre(rng, radius + 0.04, radius + 0.04), "velocity": tuple(map(float, drift)),
+                "angle": angle, "spin": sign * float(rng.uniform(1.0, 2.0)) * math.pi}
+    if verb == "circling":
+        r_orbit = float(rng.uniform(0.14, 0.22))
+        return {"centre": _uniform_centre(rng, r_orbit + radius, r_orbit + radius), "angle": angle,
+                "orbit": Wave(r_orbit, float(rng.uniform(0.0, 2.0 * math.pi)), sign * float(rng.uniform(0.75, 1.25)) *
+                              math.pi)}
+    if verb in ("growing", "shrinking"):
+        # from 0.8x (smaller and the object is all outline) to 1.8x..2.4x its size, or back
+        growth = math.log(float(rng.uniform(1.8, 2.4))) / 2.0
+        scale = math.log(0.8) + growth
+        extent = radius * math.exp(scale + growth) + 0.04
+        return {"centre": _uniform_centre(rng, extent, extent), "velocity": tuple(map(float, drift)),
+                "angle": angle, "scale": scale, "growth": growth if verb == "growing" else -growth}
+    if verb == "blinking":
+        blink = Wave(float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.0, 2.0 * math.pi)),
+                     float(rng.integers(3, 6)) * math.pi)
+        return {"centre": _uniform_centre(rng, radius + 0.04, radius + 0.04), "velocity": tuple(map(float, drift)),
+                "angle": angle, "blink": blink}
+    shake = float(rng.uniform(0.02, 0.035))  # shaking
+    return {"centre": _uniform_centre(rng, radius + shake, radius + shake), "angle": angle, "shake": shake}
+
+
+def _sample_travel(rng, verb: str, direction: str, radius: float, landmarks, fixed: bool, angle: float) -> dict:
+    """Translation verbs: a straight path (to a landmark or along an axis) with the verb's manner on top."""
+    hops, swings = float(rng.integers(2, 4)), float(rng.integers(2, 4))  # |sin| hops and zigzag periods per clip
+    hop = Wave(float(rng.uniform(0.1, 0.17)), float(rng.uniform(0.0, math.pi)), hops * math.pi / 2)
+    zig = Wave(float(rng.uniform(0.05, 0.08)), float(rng.uniform(0.0, 2.0 * math.pi)), swings * math.pi)
+    hop = hop if verb == "bouncing" else Wave()
+    zig = zig if verb == "zigzagging" else Wave()
+    if direction in _AXES:
+        unit = np.array(_AXES[direction])
+        half = float(rng.uniform(0.35, 0.55)) / 2.0
+        axis = np.abs(unit[::-1])  # the zigzag swings across the path
+        extent = np.abs(unit) * half + radius + zig.amplitude * axis + np.array([0.0, hop.amplitude])
+        centre = _uniform_centre(rng, *extent)
+        velocity = unit * half
+    else:
+        path = None
+        while path is None:
+            path = _landmark_path(rng, direction, radius, landmarks, hop.amplitude, zig.amplitude, verb)
+            if path is None and fixed:
+                raise ValueError(f"landmarks {landmarks} leave no room for {verb} {direction!r}; move them apart or "
+                                 "away from the frame's edges")
+            landmarks = landmarks if path is not None else _sample_landmarks(rng)
+        centre, half = path
+        velocity = half if direction.startswith("towards") else -half
+        axis = np.array([-half[1], half[0]]) / np.hypot(*half)
+    motion = {"centre": tuple(map(float, centre)), "velocity": tuple(map(float, velocity)), "angle": angle,
+              "hop": hop, "zigzag": zig, "landmarks": landmarks}
+    if verb == "zigzagging":
+        motion["zigzag_axis"] = tuple(map(float, axis))
+    if verb == "rolling":  # rolling without slipping: turned angle = travelled distance / radius
+        motion["spin"] = float(velocity[0]) / radius
+    return motion
+
+
+def _landmark_path(rng, direction: str, radius: float, landmarks, hop: float, zig: float, verb: str):
+    """Centre and half-length vector of a path ending near the named landmark ("towards" orientation), or None.
+
+    The other landmark must get clearly less close, or the label would be ambiguous; bouncing
+    keeps a mostly horizontal path so its hops read as bouncing.
+    """
+    target_index = LANDMARKS.index(direction.split()[-1])
+    target, other = np.array(landmarks[target_index]), np.array(landmarks[1 - target_index])
+    reach = radius + zig + _MARGIN
+    lo, hi = np.array([reach, reach + hop]), np.array([1.0 - reach, 1.0 - reach])  # hops rise above the path
+    for _ in range(200):
+        start = rng.uniform(lo, hi)
+        end = target + (start - target) * rng.uniform(0.25, 0.4)
+        gain_target = np.hypot(*(start - target)) - np.hypot(*(end - target))
+        gain_other = np.hypot(*(start - other)) - np.hypot(*(end - other))
+        path = end - start
+        if (gain_target >= 0.25 and gain_other <= 0.5 * gain_target
+                and np.hypot(*(end - other)) >= np.hypot(*(end - target)) + 0.15
+                and (verb != "bouncing" or abs(path[0]) >= 0.7 * np.hypot(*path))
+                and np.all(end >= lo) and np.all(end <= hi)):
+            return (start + end) / 2.0, path / 2.0
+    return None

@@ -1,0 +1,86 @@
+"""Results records: one JSON file per run (training, evaluation, profiling), which the chapters read.
+
+A record carries everything needed to trust and reproduce a number: the metrics, the full config, the seed,
+parameter counts, and the environment (torch, python, platform, device, git commit) and timing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def git_commit() -> str | None:
+    """HEAD of the project's repository, or None outside a git checkout (e.g. an installed package)."""
+    from actiondistill.paths import project_root
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def environment(device: Any = None) -> dict[str, Any]:
+    import torch
+
+    from actiondistill import __version__
+
+    env = {
+        "actiondistill": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": str(device) if device is not None else None,
+        "git_commit": git_commit(),
+    }
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    params = {id(p): p for p in model.parameters()}.values()
+    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def build_record(kind: str, run_name: str, metrics: dict[str, Any], *, config: dict[str, Any] | None = None,
+                 seed: int | None = None, model: Any = None, device: Any = None, started: float | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """Assemble a record; `started` is a `time.time()` stamp for the duration, `extra` adds kind-specific fields."""
+    now = time.time()
+    record: dict[str, Any] = {
+        "kind": kind,
+        "run_name": run_name,
+        "seed": seed,
+        "metrics": metrics,
+        "config": config,
+        "params": count_parameters(model) if model is not None else None,
+        "environment": environment(device),
+        "finished_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+        "duration_s": round(now - started, 3) if started is not None else None,
+    }
+    record.update(extra)
+    return record
+
+
+def write_record(record: dict[str, Any], directory: str | os.PathLike | None = None) -> Path:
+    """Write `<directory>/<run_name>.json` atomically; the directory defaults to data/results/."""
+    from actiondistill.io import atomic_write_json
+    from actiondistill.paths import results_dir
+
+    name = record["run_name"]
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"run name {name!r}: expected letters, digits and . _ + - (it becomes a file name)")
+    return atomic_write_json(Path(directory or results_dir()) / f"{name}.json", record)

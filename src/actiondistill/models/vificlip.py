@@ -1,0 +1,19 @@
+"""ViFi-CLIP: plain CLIP fine-tuned on video; frame embeddings averaged, prompt "a photo of a {}."."""
+
+from __future__ import annotations
+
+import torch
+
+from actiondistill.models.base import VideoCLIP
+from actiondistill.models.prompts import VIFICLIP_TEMPLATES
+from actiondistill.models.registry import register_model
+
+
+@register_model("vificlip")
+class ViFiCLIP(VideoCLIP):
+    """No temporal module at all: both encoders are trained and the video embedding is the frame mean."""
+
+    default_templates = VIFICLIP_TEMPLATES
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.encode_frames(frames).mean(dim=1)

@@ -1,0 +1,468 @@
+"""Latency, throughput, FLOPs, parameters and peak memory, measured one way for every model.
+
+Speed claims ("1.73x faster") only mean something when every model is timed by the same code, on the same machine,
+in the same run: `profile_model` measures one model, `sweep` runs several side by side over frame counts and batch
+sizes and reports the speed-up against the first one, `environment` records the machine next to the numbers.
+
+FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts a multiply-add as 2 FLOPs: the column is
+"GFLOPs (2 x MAC)" and is twice the "GMACs" that fvcore-based papers report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MODES = ("model", "end_to_end")
+
+#: What every column of `sweep`'s table means (also stored in DataFrame.attrs["columns"]).
+SWEEP_COLUMNS = {
+    "model": "name given in the models mapping",
+    "frames": "frames per clip (T)",
+    "batch": "clips per forward call",
+    "image_size": "frame height x width fed to the model",
+    "device": "torch device the model ran on",
+    "dtype": "fp32, or fp16/bf16 autocast (mixed precision, weights kept in fp32)",
+    "p50_ms": "median latency of one call (ms)",
+    "p90_ms": "90th percentile latency (ms)",
+    "p99_ms": "99th percentile latency (ms)",
+    "mean_ms": "mean latency (ms)",
+    "throughput_clips_s": "clips per second = batch * 1000 / mean_ms",
+    "gflops": "GFLOPs (2 x MAC) of one call (whole batch), from FlopCounterMode",
+    "params_total_m": "parameters of the whole model (millions)",
+    "params_backbone_m": "parameters of the backbone sub-module (millions; NaN when the model has none)",
+    "peak_mem_mb": "peak memory (MB): CUDA max_memory_allocated on GPU, peak resident set size of the process on CPU",
+    "speedup_vs_first": "p50 of the first model at the same frames/batch divided by this row's p50",
+}
+
+InputSpec = Sequence[int] | Callable[[int], Any] | Tensor
+ImageSize = int | Sequence[int] | Mapping[str, Any] | None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch.device, with a clear error when CUDA is asked for but absent."""
+    dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda[:index]', got {str(device)!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={str(device)!r} requested but CUDA is not available (torch.cuda.is_available() is "
+                           "False): use device='cpu' or run on a machine with a CUDA GPU")
+    return dev
+
+
+def _autocast(dtype: str, device: torch.device):
+    """Mixed precision for fp16/bf16 (weights stay fp32, so the caller's model is never altered); none for fp32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype == "fp32":
+        return nullcontext()
+    if device.type == "cuda" and dtype == "bf16" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"dtype='bf16' requested but {torch.cuda.get_device_name(device)} does not support bf16")
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """Move every tensor inside tuples, lists and dicts to `device`; leave anything else (label strings) as is."""
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple | list):
+        return type(obj)(_to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def _call(fn: Callable[..., Any], inputs: Any) -> Any:
+    """A tuple is positional arguments, a dict keyword arguments, anything else the single argument."""
+    if isinstance(inputs, tuple):
+        return fn(*inputs)
+    if isinstance(inputs, dict):
+        return fn(**inputs)
+    return fn(inputs)
+
+
+def _make_inputs(inputs: InputSpec, batch: int | None, seed: int) -> tuple[Any, int]:
+    """Build the model input and the batch size it holds from a shape, an input function or a ready tensor."""
+    if isinstance(inputs, Tensor):
+        if inputs.dim() == 0:
+            raise ValueError("inputs: a ready input tensor needs a batch dimension")
+        if batch is not None and batch != inputs.shape[0]:
+            raise ValueError(f"batch={batch} disagrees with the input tensor's batch dimension {inputs.shape[0]}")
+        return inputs, inputs.shape[0]
+    batch = 1 if batch is None else batch
+    if batch < 1:
+        raise ValueError(f"batch: expected >= 1, got {batch}")
+    if callable(inputs):
+        return inputs(batch), batch
+    if isinstance(inputs, Sequence) and inputs and all(isinstance(s, int) and s > 0 for s in inputs):
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn((batch, *inputs), generator=gen), batch
+    raise ValueError(f"inputs: expected a per-sample shape of positive ints, a callable input_fn(batch) or a tensor, "
+                     f"got {inputs!r}")
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters; a parameter shared by several sub-modules counts once."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _resolve_group(model: nn.Module, group: nn.Module | str) -> nn.Module:
+    if isinstance(group, nn.Module):
+        return group
+    try:
+        return model.get_submodule(group)
+    except AttributeError as err:
+        raise ValueError(f"param_groups: {type(model).__name__} has no sub-module {group!r}") from err
+
+
+class _PeakMemory:
+    """Peak memory over a measurement window.
+
+    CUDA: max_memory_allocated after a reset (weights + activations of this device). CPU: the process's peak
+    resident set size (VmHWM), reset at the start of the window through /proc/self/clear_refs where Linux allows it
+    (then kind "rss_peak_window"); otherwise the lifetime peak from getrusage (kind "rss_peak_process", which only
+    grows across a sweep). Both CPU kinds include the interpreter, libraries and weights, not just activations.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda_max_allocated" if device.type == "cuda" else "rss_peak_process"
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            if _vm_hwm_kb() is not None:
+                self.kind = "rss_peak_window"
+        except OSError:
+            self.kind = "rss_peak_process"
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.kind == "rss_peak_window":
+            return _vm_hwm_kb() / 1024
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _vm_hwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def _time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int, progress: bool) -> list[float]:
+    """Per-call latencies in ms after `warmup` untimed calls.
+
+    GPU: CUDA events around each call and a synchronize after it, so each sample is one call's full latency (not
+    overlapped with the next launch). CPU: time.perf_counter.
+    """
+    for _ in range(warmup):
+        fn()
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    latencies = []
+    for _ in tqdm(range(iters), desc="timing", disable=not progress, leave=False):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            latencies.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+    return latencies
+
+
+def _count_flops(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def profile_model(
+    model: nn.Module,
+    inputs: InputSpec | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    warmup: int = 5,
+    iters: int = 20,
+    batch: int | None = None,
+    mode: str = "model",
+    end_to_end_fn: Callable[[], Any] | None = None,
+    method: str | None = None,
+    param_groups: Mapping[str, nn.Module | str] | None = None,
+    count_flops: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure one model's latency distribution, throughput, FLOPs, parameters and peak memory.
+
+    Runs under torch.inference_mode with model.eval() (the training flag is restored afterwards); the model is
+    moved to `device` and left there.
+
+    Args:
+        model: the network; its parameters are counted in both modes.
+        inputs: mode "model": a per-sample shape (random normal input of shape (batch, *shape)), a callable
+            input_fn(batch) returning the input, or a ready tensor whose dim 0 is the batch. An input that is a
+            tuple is passed as positional arguments, a dict as keyword arguments (e.g. (frames, label_list)).
+        device: "cpu" or "cuda[:i]"; CUDA without a GPU raises RuntimeError.
+        dtype: "fp32", or "fp16"/"bf16" run as autocast mixed precision.
+        warmup: untimed calls first (allocator, cudnn autotuning, lazy init).
+        iters: timed calls.
+        batch: clips per call (default 1, or the ready tensor's dim 0); in end_to_end mode the clips that one
+            end_to_end_fn() call processes.
+        mode: "model" times the model call on prepared inputs; "end_to_end" times end_to_end_fn(), a zero-argument
+            callable that the caller writes to decode + transform + run the model (FLOPs then count every torch op
+            inside it, transforms included).
+        method: name of the model method to time instead of forward, e.g. "encode_video".
+        param_groups: extra parameter counts, name -> sub-module or dotted sub-module name, e.g.
+            {"backbone": model.backbone}; reported as params_<name>_m.
+        count_flops: run one extra call under FlopCounterMode.
+        seed: seed of the random input built from a shape.
+        progress: show a progress bar over the timed calls.
+
+    Returns:
+        dict with mode, device, dtype, batch, warmup, iters, threads, latencies_ms (list), p50_ms, p90_ms, p99_ms,
+        mean_ms, std_ms, min_ms, throughput_clips_s, gflops (GFLOPs (2 x MAC) per call, None if not counted),
+        params_total, params_total_m, params_<group>_m, peak_mem_mb and peak_mem_kind.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"expected warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    dev = resolve_device(device)
+    amp = _autocast(dtype, dev)
+    groups = {name: _resolve_group(model, g) for name, g in (param_groups or {}).items()}
+
+    if mode == "model":
+        if inputs is None:
+            raise ValueError("mode='model' needs inputs: a per-sample shape, an input_fn(batch) or a tensor")
+        if end_to_end_fn is not None:
+            raise ValueError("end_to_end_fn is only used with mode='end_to_end'")
+        example, batch = _make_inputs(inputs, batch, seed)
+        example = _to_device(example, dev)
+        target = getattr(model, method) if method else model
+        if not callable(target):
+            raise ValueError(f"method: {type(model).__name__}.{method} is not callable")
+
+        def fn() -> Any:
+            return _call(target, example)
+    else:
+        if end_to_end_fn is None:
+            raise ValueError("mode='end_to_end' needs end_to_end_fn: a callable doing decode + transform + model")
+        if inputs is not None:
+            raise ValueError("mode='end_to_end' takes no inputs: end_to_end_fn prepares its own")
+        batch = 1 if batch is None else batch
+        fn = end_to_end_fn
+
+    was_training = model.training
+    model.to(dev).eval()
+    memory = _PeakMemory(dev)
+    try:
+        with torch.inference_mode():
+            memory.start()
+            with amp:
+                try:
+                    latencies = _time_calls(fn, dev, warmup, iters, progress)
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except RuntimeError as err:
+                    where = f"{type(model).__name__} on device={dev}, dtype={dtype!r}"
+                    raise RuntimeError(f"{where} failed: {err}") from err
+            peak_mb = memory.peak_mb()
+            flops = _count_flops(fn) if count_flops else None
+    finally:
+        model.train(was_training)
+
+    lat = np.asarray(latencies, dtype=np.float64)
+    p50, p90, p99 = (float(v) for v in np.percentile(lat, [50, 90, 99]))
+    total = count_parameters(model)
+    result: dict[str, Any] = {
+        "mode": mode,
+        "device": str(dev),
+        "dtype": dtype,
+        "batch": batch,
+        "warmup": warmup,
+        "iters": iters,
+        "threads": torch.get_num_threads(),
+        "latencies_ms": lat.tolist(),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": float(lat.mean()),
+        "std_ms": float(lat.std()),
+        "min_ms": float(lat.min()),
+        "throughput_clips_s": batch * 1000.0 / float(lat.mean()),
+        "gflops": None if flops is None else flops / 1e9,
+        "params_total": total,
+        "params_total_m": total / 1e6,
+    }
+    for name, module in groups.items():
+        result[f"params_{name}_m"] = count_parameters(module) / 1e6
+    result["peak_mem_mb"] = peak_mb
+    result["peak_mem_kind"] = memory.kind
+    return result
+
+
+def _image_hw(name: str, model: nn.Module, image_size: ImageSize) -> tuple[int, int]:
+    """(H, W) for a model: from the argument (one size, or per model name) or the model's `image_size` attribute."""
+    size = image_size.get(name) if isinstance(image_size, Mapping) else image_size
+    if size is None:
+        size = getattr(model, "image_size", None)
+    if size is None:
+        raise ValueError(f"model {name!r}: no image size: pass image_size= (an int, (H, W) or a dict per model name) "
+                         "or give the model an `image_size` attribute")
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def sweep(
+    models: Mapping[str, nn.Module | Callable[[int], nn.Module]],
+    frames: Sequence[int] = (8, 16, 32),
+    batches: Sequence[int] = (1, 8),
+    *,
+    image_size: ImageSize = None,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    warmup: int = 3,
+    iters: int = 10,
+    method: str | None = None,
+    make_inputs: Callable[[int, int, tuple[int, int]], Any] | None = None,
+    backbone: str | None = "backbone",
+    count_flops: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """Profile every model at every (frames, batch) in one run and return a tidy pandas DataFrame.
+
+    For each frame count the models are built (a factory is called as factory(frames); a ready nn.Module is used
+    for every frame count), then for each batch every model is timed back to back, so the `speedup_vs_first`
+    ratios compare measurements taken under the same machine conditions.
+
+    Args:
+        models: name -> model or factory(frames) -> model; the first entry is the speed-up reference.
+        frames: frame counts T.
+        batches: clips per call.
+        image_size: frame size: an int, (H, W), or a dict name -> size; default: each model's `image_size` attribute.
+        device, dtype, warmup, iters, method, count_flops, seed: as in `profile_model`.
+        make_inputs: make_inputs(batch, frames, (H, W)) -> model input; default a random (batch, frames, 3, H, W)
+            video tensor.
+        backbone: dotted name of the sub-module counted as params_backbone_m (NaN where a model lacks it); None to
+            skip.
+        progress: progress bar over the sweep.
+
+    Returns:
+        One row per (model, frames, batch) with the columns of SWEEP_COLUMNS; DataFrame.attrs holds "columns"
+        (their meaning) and "environment" (see `environment`).
+    """
+    import pandas as pd
+
+    if not models:
+        raise ValueError("models: expected at least one model")
+    dev = resolve_device(device)
+    names = list(models)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(frames) * len(batches) * len(names), desc="profile sweep", disable=not progress)
+    for t in frames:
+        built = {name: m if isinstance(m, nn.Module) else m(t) for name, m in models.items()}
+        for b in batches:
+            for name in names:
+                model = built[name]
+                hw = _image_hw(name, model, image_size)
+                if make_inputs is None:
+                    gen = torch.Generator().manual_seed(seed)
+                    example = torch.randn(b, t, 3, *hw, generator=gen)
+                else:
+                    example = make_inputs(b, t, hw)
+                has_backbone = backbone is not None and _has_submodule(model, backbone)
+                bar.set_postfix(model=name, frames=t, batch=b)
+                res = profile_model(
+                    model, (lambda _b, x=example: x), device=dev, dtype=dtype, warmup=warmup, iters=iters, batch=b,
+                    method=method, param_groups={"backbone": backbone} if has_backbone else None,
+                    count_flops=count_flops, seed=seed, progress=False,
+                )
+                row = {"model": name, "frames": t, "batch": b, "image_size": f"{hw[0]}x{hw[1]}"}
+                row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
+                row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
+                row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
+                rows.append(row)
+                bar.update(1)
+        del built
+    bar.close()
+    table = pd.DataFrame(rows)
+    reference = table.loc[table["model"] == names[0], ["frames", "batch", "p50_ms"]]
+    table = table.merge(reference.rename(columns={"p50_ms": "_reference_p50"}), on=["frames", "batch"], how="left")
+    table["speedup_vs_first"] = table["_reference_p50"] / table["p50_ms"]
+    table = table[list(SWEEP_COLUMNS)]
+    table.attrs["columns"] = dict(SWEEP_COLUMNS)
+    table.attrs["environment"] = environment()
+    return table
+
+
+def _has_submodule(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """The machine and software a measurement was taken on, to store beside the numbers."""
+    cuda = torch.cuda.is_available()
+    cpu = _cpu_model()
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cuda_available": cuda,
+        "device_name": torch.cuda.get_device_name() if cuda else cpu,
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
