@@ -52,25 +52,34 @@ def make_clips(folder: Path, count: int, size: int, frames: int, progress: bool)
             for k in tqdm(range(count), desc="encoding clips", disable=not progress)]
 
 
-def time_reads(paths: list[Path], backend: str, mode: str, segments: int, repeats: int, progress: bool) -> dict:
-    """Seconds per pass over all clips (best and median of `repeats`), after one warm-up read."""
-    def one_pass(seed: int) -> float:
-        rng = np.random.default_rng(seed)
-        start = time.perf_counter()
-        for path in paths:
-            with open_video(path, backend) as reader:
-                n = reader.num_frames
-                indices = range(n) if mode == "full" else tsn_indices(n, segments, train=True, rng=rng)
-                reader.read(indices)
-        return time.perf_counter() - start
+def one_pass(paths: list[Path], backend: str, mode: str, segments: int, seed: int) -> float:
+    """Seconds to open every clip and read it whole ("full") or at `segments` random TSN frames."""
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for path in paths:
+        with open_video(path, backend) as reader:
+            n = reader.num_frames
+            reader.read(range(n) if mode == "full" else tsn_indices(n, segments, train=True, rng=rng))
+    return time.perf_counter() - start
 
-    warm = open_video(paths[0], backend)
-    warm.read([0])
-    warm.close()
-    seconds = [one_pass(r) for r in tqdm(range(repeats), desc=f"{backend} {mode}", disable=not progress)]
-    best, median = min(seconds), statistics.median(seconds)
-    return {"clips_per_s": len(paths) / best, "clips_per_s_median": len(paths) / median,
-            "ms_per_clip": 1000 * best / len(paths), "pass_seconds": seconds}
+
+def time_reads(paths: list[Path], segments: int, repeats: int, progress: bool) -> dict:
+    """Best and median clips/s per backend and mode. Passes are interleaved (every configuration once per
+    round) so that load from other processes spreads over all of them; one warm-up round is discarded."""
+    configs = [(backend, mode) for backend in ("decord", "pyav") for mode in ("full", f"tsn{segments}")]
+    seconds: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
+    for round_ in tqdm(range(repeats + 1), desc="timing rounds", disable=not progress):
+        for backend, mode in configs:
+            elapsed = one_pass(paths[:5] if round_ == 0 else paths, backend, mode, segments, round_)
+            if round_:
+                seconds[(backend, mode)].append(elapsed)
+    results: dict[str, dict] = {}
+    for (backend, mode), times in seconds.items():
+        best, median = min(times), statistics.median(times)
+        results.setdefault(backend, {})[mode] = {
+            "clips_per_s": len(paths) / best, "clips_per_s_median": len(paths) / median,
+            "ms_per_clip": 1000 * best / len(paths), "pass_seconds": times}
+    return results
 
 
 def machine() -> dict:
@@ -89,11 +98,12 @@ def main() -> dict:
     parser.add_argument("--size", type=int, default=64, help="frame side of encoded clips")
     parser.add_argument("--frames", type=int, default=32, help="frames per encoded clip")
     parser.add_argument("--segments", type=int, default=8, help="frames of a TSN read")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes over the clips per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes over the clips per measurement")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         if args.data:
             paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -104,11 +114,11 @@ def main() -> dict:
             paths = make_clips(Path(tmp), args.clips, args.size, args.frames, args.progress)
             source = {"generated": "H.264 MP4 (libx264 crf 18, write_video defaults), moving textured squares",
                       "clips": len(paths), "size": args.size, "frames": args.frames}
-        results = {backend: {mode: time_reads(paths, backend, mode, args.segments, args.repeats, args.progress)
-                             for mode in ("full", f"tsn{args.segments}")}
-                   for backend in ("decord", "pyav")}
+        results = time_reads(paths, args.segments, args.repeats, args.progress)
     record = {"benchmark": "decode", "source": source, "single_process": True, "decoder_threads": 1,
-              "includes_open": True, "repeats": args.repeats, "machine": machine(), "results": results}
+              "includes_open": True, "repeats": args.repeats, "machine": machine(), "results": results,
+              # The 1-minute load average: other work on the machine slows every number down.
+              "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}}
     atomic_write_json(args.out, record)
     for backend, modes in results.items():
         print(backend, "  ".join(f"{mode}: {r['clips_per_s']:.0f} clips/s ({r['ms_per_clip']:.2f} ms)"

@@ -55,7 +55,8 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": workers,
                     "python": platform.python_version(), "torch": version("torch"), "numpy": version("numpy"),
-                    "opencv": version("opencv-python-headless"), "av": version("av")},
+                    "opencv": version("opencv-python-headless"), "av": version("av"),
+                    "load_average_before": [round(x, 2) for x in os.getloadavg()]},  # other work slows the run
         "generate": [time_generate(args.videos, 64, 32, workers), time_generate(args.videos // 3, 112, 32, workers)],
         "stages": [time_stages(100, 64, 32), time_stages(50, 112, 32)],
         "target_clips_per_minute_64px": 1000,

@@ -398,3 +398,16 @@ def test_data_order_is_a_function_of_seed_and_epoch(tmp_path):
     first, again, other = orders(5), orders(5), orders(6)
     assert sorted(first[0]) == sorted(first[1]) == list(range(24))
     assert first[0] != first[1] and first == again and first[0] != other[0]
+
+
+def test_teachers_from_config(tmp_path, monkeypatch):
+    from actiondistill.train import build_from_config
+
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path / "data"))
+    base = load_config(write_fake_config(tmp_path), ["teachers=[{name: big, model: {name: fake-video}}]"])
+    trainer = build_from_config(base, progress=False)
+    teacher = trainer.teachers["big"]
+    assert teacher.cache is None and not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.model.parameters())
+    with pytest.raises(ValueError, match="deterministic inputs"):  # fake-data augments its training split
+        build_from_config(apply_override(base, "teachers.0.cache_outputs=true"), progress=False)

@@ -97,12 +97,13 @@ class TeacherConfig:
 
 @dataclass
 class EvalConfig:
-    """Validation during training and the views of multi-view testing (clips x crops per video)."""
+    """Validation during training (every `every` epochs and after the last; `monitor` picks best.pt: top1, top5,
+    mean_class_acc, or nll where lower is better) and multi-view testing: `clips` clips per video, averaged
+    (needs data.sampler=dense, which samples them as consecutive clips). `batch_size` defaults to data's."""
 
     every: int = 1
     batch_size: int | None = None
     clips: int = 1
-    crops: int = 1
     monitor: str = "top1"
 
 
@@ -116,7 +117,12 @@ class DistributedConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything that determines one training run."""
+    """Everything that determines one training run.
+
+    `run_name` names the results record (default "<model>-<dataset>-seed<seed>"); `out_dir` holds checkpoints and
+    logs (default data/runs/<run_name>); `results_dir` receives the record (default data/results); `device` is
+    "auto" (the local GPU under torchrun, else the CPU), "cpu" or "cuda[:N]".
+    """
 
     seed: int = 0
     run_name: str | None = None

@@ -4,7 +4,8 @@ What it guarantees:
 - Reproducibility: the data order, augmentations and text-template draws of an epoch are a function of
   (seed, epoch, rank) only, and a checkpoint is written (atomically) after every epoch with the model, optimiser,
   scheduler, grad scaler, RNG states and metric history, so `fit(resume=True)` after an interruption ends with
-  exactly the parameters and metrics of an uninterrupted run.
+  exactly the parameters and metrics of an uninterrupted run (bit for bit on CPU; on GPUs as far as the kernels
+  are deterministic, see torch.use_deterministic_algorithms).
 - One code path from a laptop CPU to many GPUs: under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) it starts
   the process group (nccl on CUDA, gloo on CPU), wraps the model in DistributedDataParallel, shards the data
   with a DistributedSampler, reduces metrics over ranks, and lets rank 0 alone write files.
@@ -123,10 +124,10 @@ class Trainer:
         self.val_data = val_data
         self.labels_text = class_texts_of(train_data)
         self.val_texts = class_texts_of(val_data) if val_data is not None else None
-        if isinstance(objective, str) or objective is None:
-            name, kwargs = (objective, {}) if isinstance(objective, str) else (cfg.objective.name,
-                                                                               cfg.objective.kwargs)
-            objective = build_objective(name, **kwargs)
+        if objective is None:
+            objective = build_objective(cfg.objective.name, **cfg.objective.kwargs)
+        elif isinstance(objective, str):
+            objective = build_objective(objective)
         self.objective = objective
         self.teachers = {name: t.to(self.device) for name, t in _as_teachers(teachers).items()}
         for teacher in self.teachers.values():
@@ -143,8 +144,10 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.distributed.find_unused_parameters)
         self.model = model
-        if cfg.optim.grad_accum < 1:
-            raise ValueError(f"optim.grad_accum={cfg.optim.grad_accum}: expected >= 1")
+        for key, value in (("optim.grad_accum", cfg.optim.grad_accum), ("eval.every", cfg.eval.every),
+                           ("data.batch_size", cfg.data.batch_size)):
+            if value < 1:
+                raise ValueError(f"{key}={value}: expected >= 1")
         self.sampler = DistributedSampler(train_data, num_replicas=self.env.world_size, rank=self.env.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=False)
         batches = len(self.sampler) // cfg.data.batch_size
@@ -189,8 +192,9 @@ class Trainer:
             for teacher in self.teachers.values():
                 if teacher.cache is not None:
                     teacher.cache.flush(write=self.env.is_main)
+            improved = len(entries) > 1 and self._improved(entries[-1])  # on every rank: all return `best`
             if self.env.is_main:
-                self._write_epoch(improved=len(entries) > 1 and self._improved(entries[-1]))
+                self._write_epoch(improved)
             barrier()
             self._emit("epoch_end", {"epoch": self.epoch, "entries": entries})
         result = self.final_metrics()

@@ -24,7 +24,8 @@ def write_video(
     """Encode uint8 RGB frames (T, H, W, 3) into a video file, atomically.
 
     One encoder thread keeps the bytes identical across machines (x264's output depends on its
-    thread count); clips are small, parallelism belongs at the level of whole clips.
+    thread count); clips are small, parallelism belongs at the level of whole clips. x264's
+    macroblock-tree rate control is off: its AVX-512 path made repeated encodes of one clip differ.
     `codec="mpeg4"` with `gop=12, max_b_frames=0` gives CoViAR's MPEG-4 Part 2 input.
     """
     frames = np.asarray(frames)
@@ -36,7 +37,7 @@ def write_video(
     if height % 2 or width % 2:
         raise ValueError(f"{path}: {pix_fmt} needs even width and height, got {width}x{height}")
     target = Path(path)
-    opts = {"crf": "18", "preset": "fast"} if codec == "libx264" else {}
+    opts = {"crf": "18", "preset": "fast", "x264-params": "mbtree=0"} if codec == "libx264" else {}
     opts.update(options or {})
     with atomic_path(target) as tmp:
         with av.open(str(tmp), mode="w", format=_container_format(target)) as container:

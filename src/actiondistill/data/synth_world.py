@@ -166,8 +166,9 @@ _ATTRIBUTE_FIELDS = ("shape", "colour", "scene", "size", "distractors", "occlude
 def sample_spec(seed: int, label: str | None = None, **overrides) -> ClipSpec:
     """Draw a clip spec from `seed` (label drawn too unless given); `overrides` replace any field.
 
-    Attribute overrides (shape, size, ...) are applied before the motion is drawn, so that the
-    motion fits the overridden size; the random draws themselves do not depend on overrides.
+    Attribute overrides (shape, size, noise, ...) are applied before the motion is drawn, so that
+    the motion fits the overridden size, and leave the other attributes as drawn; motion fields
+    (centre, velocity, landmarks, ...) replace the drawn ones at the end.
     """
     allowed = {f.name for f in dataclasses.fields(ClipSpec)} - {"seed", "label"}
     unknown = set(overrides) - allowed

@@ -88,7 +88,7 @@ def generate(
     manifest = {
         "version": 1, "generator": "synthactions", "seed": seed, "size": size, "frames": frames, "fps": fps,
         "classes": classes, "num_seen_classes": len(classes) - len(zeroshot_classes()),
-        "zeroshot_classes": zeroshot_classes(), "attributes": ATTRIBUTES,
+        "zeroshot_classes": zeroshot_classes(), "attributes": {key: list(values) for key, values in ATTRIBUTES.items()},
         "clips": [
             {"path": path, "label": label, "label_text": spec.label, "caption": caption(spec),
              "attributes": spec.attributes(), "split": split, "seed": spec.seed}
