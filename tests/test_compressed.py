@@ -308,7 +308,7 @@ def test_dataset_shapes_and_normalisation(tmp_path, clips):
     assert item["iframe"].shape == (3, 3, 64, 64) and item["mv"].shape == (3, 2, 64, 64)
     assert item["residual"].shape == (3, 3, 64, 64) and item["label"] == 0 and item["index"] == 0
     clip = extract(clips[0][0])
-    picks = item["frames"].tolist()
+    picks = item["frame_indices"].tolist()
     assert picks == [5, 15, 25] and all(clip.gop_positions[t] > 0 for t in picks)
     for s, t in enumerate(picks):
         mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -332,8 +332,8 @@ def test_dataset_train_sampling_is_seeded_and_resizes_vectors(tmp_path, clips):
     for epoch in range(6):
         ds.set_epoch(epoch)
         a, b = ds[0], ds[0]
-        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["mv"], b["mv"])
-        picks.append(tuple(a["frames"].tolist()))
+        assert torch.equal(a["frame_indices"], b["frame_indices"]) and torch.equal(a["mv"], b["mv"])
+        picks.append(tuple(a["frame_indices"].tolist()))
         assert a["iframe"].shape == (3, 3, 32, 32) and a["mv"].shape == (3, 2, 32, 32)
         # A random frame of each 10-frame segment; I-frames 0, 12, 24 move to 1, 11, 23, still in their segment.
         assert [t // 10 for t in picks[-1]] == [0, 1, 2] and not {0, 12, 24} & set(picks[-1])
@@ -349,7 +349,7 @@ def test_dataset_of_intra_only_video_gives_zero_motion(tmp_path):
     path = write_video(tmp_path / "intra.mp4", frames, codec="mpeg4", gop=1, max_b_frames=0)
     item = CompressedVideoDataset([(path, 4)], num_segments=2, train=False, cache_dir=tmp_path / "c", workers=0,
                                   progress=False)[0]
-    assert item["frames"].tolist() == [-1, -1] and item["label"] == 4
+    assert item["frame_indices"].tolist() == [-1, -1] and item["label"] == 4
     assert item["mv"].abs().max() == 0 and item["residual"].abs().max() == 0
 
 

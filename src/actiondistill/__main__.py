@@ -1,3 +1,4 @@
 from actiondistill.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # worker processes (forkserver/spawn) re-import this module
+    raise SystemExit(main())

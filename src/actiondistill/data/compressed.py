@@ -4,9 +4,9 @@ A video is decoded once with FFmpeg's motion-vector export (see `compressed_code
 P-frame are rasterised to a dense field and accumulated back to the GOP's I-frame (see `compressed_motion` for
 the sign conventions). PyAV cannot export the codec's own residuals (FFmpeg has no side data for them), so the
 residual here is the *reconstruction residual with respect to the accumulated motion*: the decoded frame minus
-the I-frame sampled at each pixel's traced source. It is what CoViAR feeds its residual network too, since
-CoViAR also accumulates residuals back to the I-frame; but it includes the codec's interpolation and
-accumulation-rounding error, not only the transmitted DCT residual.
+the I-frame sampled at each pixel's traced source. CoViAR accumulates the codec's residuals along the same trace,
+which sums to this difference up to the codec's sub-pel interpolation and rounding; ours is not the transmitted
+DCT residual of one frame.
 
 Extractions are cached per video as a compressed .npz, one member per frame, so a dataset item decompresses only
 the two frames and one motion field it needs. Cache files are written atomically: an interrupted run leaves
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from actiondistill.data.compressed_codec import (
 from actiondistill.data.compressed_motion import accumulate_source_maps, compute_residual, rasterise_vectors
 from actiondistill.data.video import VideoDecodeError, check_video_file
 from actiondistill.io import atomic_save
+from actiondistill.parallel import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -234,13 +233,7 @@ def cached_extract(path: str | os.PathLike, cache_dir: str | os.PathLike, gop: i
     """Extract one video into its cache file unless a readable one is there; returns the cache file."""
     path = check_video_file(path)
     target = cache_path(path, cache_dir, gop)
-    if target.exists():
-        try:
-            CachedClip(target)
-            return target
-        except ValueError as err:
-            log.warning("re-extracting: %s", err)
-    return save_clip(extract(path, gop=gop), target)
+    return target if _readable(target) else save_clip(extract(path, gop=gop), target)
 
 
 def extract_all(videos: Sequence[str | os.PathLike | tuple], cache_dir: str | os.PathLike, workers: int | None = None,
@@ -258,24 +251,35 @@ def extract_all(videos: Sequence[str | os.PathLike | tuple], cache_dir: str | os
     for p in paths:
         check_video_file(p)
     targets = [cache_path(p, cache_dir, gop) for p in paths]
+    todo = sorted({p for p, t in zip(paths, targets, strict=True) if not _readable(t)})
     workers = (os.cpu_count() or 1) if workers is None else workers
-    # Cached videos are jobs too: cached_extract checks that their file reads and returns at once.
-    jobs = [(p, Path(cache_dir), gop) for p in paths]
-    bar = tqdm(total=len(jobs), desc="compressed extraction", unit="video", disable=not progress)
+    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="compressed extraction", unit="video",
+               disable=not progress)
+    jobs = [(p, Path(cache_dir), gop) for p in todo]
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             _extract_job(job)
             bar.update()
     else:
-        # fork: no __main__ guard needed in the caller; workers use only PyAV and numpy.
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        with process_pool(min(workers, len(jobs))) as pool:
             for _ in pool.map(_extract_job, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers)))):
                 bar.update()
     bar.close()
     return targets
 
 
+def _readable(target: Path) -> bool:
+    """Whether a cache file is there and opens; a damaged one is logged and counts as missing."""
+    if not target.exists():
+        return False
+    try:
+        CachedClip(target)
+    except ValueError as err:
+        log.warning("re-extracting: %s", err)
+        return False
+    return True
+
+
 def _extract_job(job: tuple[Path, Path, int]) -> Path:
     path, cache_dir, gop = job
-    return cached_extract(path, cache_dir, gop)
+    return save_clip(extract(path, gop=gop), cache_path(path, cache_dir, gop))

@@ -46,6 +46,13 @@ def picture_type(frame: av.VideoFrame) -> str:
     return _PICTURE_TYPES.get(int(value), "?")
 
 
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 RGB (H, W, 3). One swscale thread: a threaded scaler context that ends up in a reference cycle (frames
+    and their side data form one) is freed by a later garbage collection, and in a forked worker that joins
+    threads which do not exist there and hangs."""
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
 def open_video_stream(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open a file's first video stream, naming the file in every error (missing, empty, not a video, no video)."""
     path = check_video_file(path)
@@ -78,13 +85,13 @@ def decode_with_vectors(path: str | os.PathLike, rgb: bool = True) -> Iterator[D
     container, stream = open_video_stream(path)
     path = Path(path)
     stream.codec_context.options = {"flags2": "+export_mvs"}
-    stream.thread_type = "NONE"  # frame threading would reorder nothing but costs a thread per core for tiny clips
+    stream.thread_type = "NONE"  # parallelism belongs at the level of whole clips (extract_all's workers)
     with container:
         try:
             for frame in container.decode(stream):
                 side = frame.side_data.get(av.sidedata.sidedata.Type.MOTION_VECTORS)
                 vectors = side.to_ndarray() if side is not None else None
-                pixels = frame.to_ndarray(format="rgb24") if rgb else np.empty(0, np.uint8)
+                pixels = _to_rgb(frame) if rgb else np.empty(0, np.uint8)
                 yield DecodedFrame(pixels, picture_type(frame), vectors)
         except av.error.FFmpegError as err:
             raise VideoDecodeError(f"{path}: decoding failed ({err})") from err
@@ -130,9 +137,10 @@ def motion_summary(path: str | os.PathLike) -> dict:
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     """All frames as uint8 RGB (T, H, W, 3), without vector export: the baseline that extraction is compared to."""
     container, stream = open_video_stream(path)
+    stream.thread_type = "NONE"
     with container:
         try:
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            frames = [_to_rgb(frame) for frame in container.decode(stream)]
         except av.error.FFmpegError as err:
             raise VideoDecodeError(f"{path}: decoding failed ({err})") from err
     if not frames:

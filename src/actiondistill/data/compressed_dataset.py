@@ -68,7 +68,7 @@ def normalise(iframe: np.ndarray, mv: np.ndarray, residual: np.ndarray,
 
 class CompressedVideoDataset(Dataset):
     """Labelled videos -> {"iframe": (S, 3, H, W), "mv": (S, 2, H, W), "residual": (S, 3, H, W), "label": int,
-    "index": int, "frames": (S,) P-frame index used per segment (-1: none in the video)}.
+    "index": int, "frame_indices": (S,) P-frame used per segment (-1: the video has none)}.
 
     Each of the S TSN segments samples a frame (random in training, the centre at test), moves it to a P-frame
     (`choose_p_frame`) and returns that frame's accumulated MV and residual and its GOP's I-frame. A video
@@ -132,4 +132,4 @@ class CompressedVideoDataset(Dataset):
         iframe, mv, residual = (np.stack(parts) for parts in zip(*loaded, strict=True))
         i, m, r = normalise(iframe, mv, residual, self.size)
         return {"iframe": i, "mv": m, "residual": r, "label": self.videos[index][1], "index": index,
-                "frames": torch.tensor(picks)}
+                "frame_indices": torch.tensor(picks)}

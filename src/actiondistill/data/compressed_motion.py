@@ -89,8 +89,8 @@ def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     y0 = np.floor(y).astype(np.int64)
     x1 = np.minimum(x0 + 1, width - 1)
     y1 = np.minimum(y0 + 1, height - 1)
-    wx = (x - x0)[..., None]
-    wy = (y - y0)[..., None]
+    wx = (x - x0).astype(np.float32)[..., None]
+    wy = (y - y0).astype(np.float32)[..., None]
     top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
     bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
     return top * (1 - wy) + bottom * wy

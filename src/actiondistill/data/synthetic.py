@@ -8,9 +8,7 @@ manifest is complete and an interrupted run resumes from the clips already writt
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from actiondistill.data.synth_world import (
     zeroshot_classes,
 )
 from actiondistill.io import atomic_write_json, read_json
+from actiondistill.parallel import process_pool
 
 __all__ = [
     "ATTRIBUTES", "COLOURS", "ENCODER_OPTIONS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
@@ -205,10 +204,7 @@ def _render_all(todo: list, workers: int, progress: bool) -> None:
             _render_one(job)
             bar.update()
     else:
-        # fork starts in milliseconds and needs no `if __name__ == "__main__"` guard in the caller's script; the
-        # workers touch only numpy, cv2 drawing and one-thread x264, none of the caller's thread pools.
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_init_worker) as pool:
+        with process_pool(min(workers, len(todo)), initializer=_init_worker) as pool:
             for _ in pool.map(_render_one, todo, chunksize=max(1, min(16, len(todo) // (4 * workers)))):
                 bar.update()
     bar.close()

@@ -129,7 +129,7 @@ class ICNetwork(nn.Module):
         freeze_backbone: train only the ICs (IC4 = fc included), with the backbone's BN statistics fixed.
     """
 
-    def __init__(self, arch: str = "resnet18", in_channels: int = 3, num_classes: int = 51, width: int = 16,
+    def __init__(self, arch: str, in_channels: int, num_classes: int, width: int = 16,
                  pretrained_path: str | os.PathLike | None = None, freeze_backbone: bool = False):
         super().__init__()
         if in_channels < 1 or num_classes < 1:
