@@ -6,6 +6,9 @@ sizes and reports the speed-up against the first one, `environment` records the 
 
 FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts a multiply-add as 2 FLOPs: the column is
 "GFLOPs (2 x MAC)" and is twice the "GMACs" that fvcore-based papers report.
+
+`profile_backbones` is what the `profile` command runs: one registered video model on several backbones (random
+weights), model-only (encode_video on random frames) or end to end (decode + transform + encode_video).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import platform
 import re
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +43,7 @@ SWEEP_COLUMNS = {
     "image_size": "frame height x width fed to the model",
     "device": "torch device the model ran on",
     "dtype": "fp32, or fp16/bf16 autocast (mixed precision, weights kept in fp32)",
+    "mode": "model: the model call on ready input tensors; end_to_end: decode + transform + model",
     "p50_ms": "median latency of one call (ms)",
     "p90_ms": "90th percentile latency (ms)",
     "p99_ms": "99th percentile latency (ms)",
@@ -359,6 +365,7 @@ def sweep(
     iters: int = 10,
     method: str | None = None,
     make_inputs: Callable[[int, int, tuple[int, int]], Any] | None = None,
+    end_to_end: Callable[[nn.Module, int, int, tuple[int, int]], Callable[[], Any]] | None = None,
     backbone: str | None = "backbone",
     count_flops: bool = True,
     seed: int = 0,
@@ -378,6 +385,9 @@ def sweep(
         device, dtype, warmup, iters, method, count_flops, seed: as in `profile_model`.
         make_inputs: make_inputs(batch, frames, (H, W)) -> model input; default a random (batch, frames, 3, H, W)
             video tensor.
+        end_to_end: end_to_end(model, batch, frames, (H, W)) -> a zero-argument callable that decodes, transforms
+            and runs the model on `batch` clips; when given, every row is timed in mode "end_to_end" (see
+            `profile_model`) and make_inputs/method must be left out.
         backbone: dotted name of the sub-module counted as params_backbone_m (NaN where a model lacks it); None to
             skip.
         progress: progress bar over the sweep.
@@ -390,6 +400,8 @@ def sweep(
 
     if not models:
         raise ValueError("models: expected at least one model")
+    if end_to_end is not None and (make_inputs is not None or method is not None):
+        raise ValueError("end_to_end builds its own pipeline: leave make_inputs and method out")
     dev = resolve_device(device)
     names = list(models)
     rows: list[dict[str, Any]] = []
@@ -400,17 +412,21 @@ def sweep(
             for name in names:
                 model = built[name]
                 hw = _image_hw(name, model, image_size)
-                if make_inputs is None:
-                    gen = torch.Generator().manual_seed(seed)
-                    example = torch.randn(b, t, 3, *hw, generator=gen)
+                if end_to_end is not None:
+                    timed: dict[str, Any] = {"mode": "end_to_end", "end_to_end_fn": end_to_end(model, b, t, hw)}
                 else:
-                    example = make_inputs(b, t, hw)
+                    if make_inputs is None:
+                        gen = torch.Generator().manual_seed(seed)
+                        example = torch.randn(b, t, 3, *hw, generator=gen)
+                    else:
+                        example = make_inputs(b, t, hw)
+                    timed = {"inputs": (lambda _b, x=example: x), "method": method}
                 has_backbone = backbone is not None and _has_submodule(model, backbone)
                 bar.set_postfix(model=name, frames=t, batch=b)
                 res = profile_model(
-                    model, (lambda _b, x=example: x), device=dev, dtype=dtype, warmup=warmup, iters=iters, batch=b,
-                    method=method, param_groups={"backbone": backbone} if has_backbone else None,
-                    count_flops=count_flops, seed=seed, progress=False,
+                    model, device=dev, dtype=dtype, warmup=warmup, iters=iters, batch=b,
+                    param_groups={"backbone": backbone} if has_backbone else None,
+                    count_flops=count_flops, seed=seed, progress=False, **timed,
                 )
                 row = {"model": name, "frames": t, "batch": b, "image_size": f"{hw[0]}x{hw[1]}"}
                 row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
@@ -450,7 +466,10 @@ def _cpu_model() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """The machine and software a measurement was taken on, to store beside the numbers."""
+    """The machine and software a measurement was taken on, to store beside the numbers.
+
+    The 1/5/15-minute load average says whether other processes competed for the CPU while it was measured.
+    """
     cuda = torch.cuda.is_available()
     cpu = _cpu_model()
     return {
@@ -465,4 +484,196 @@ def environment() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+#: Frame side of compressed-triplet backbones when none is given: the embedded world's 64 for the tiny ResNet,
+#: CoViAR's and PKD's 224 for the torchvision ResNets.
+COMPRESSED_IMAGE_SIZE = {"tiny": 64, "resnet18": 224, "resnet50": 224, "pkd": 224}
+TEXT_ENCODER_NOTE = ("text encoder not timed: in deployment the label embeddings are computed once and cached, so "
+                     "a clip costs only its video encoder (encode_video)")
+
+#: The columns of `profile_backbones`' table.
+PROFILE_COLUMNS = {
+    "model": "registered model name (create_model)",
+    "backbone": "backbone architecture, random weights",
+    **{key: text for key, text in SWEEP_COLUMNS.items() if key != "model"},
+    "params_backbone_m": "parameters of the CLIP image encoder (backbone.visual), the part run on every frame "
+                         "(millions; NaN for models without one)",
+    "speedup_vs_first": "p50 of the first backbone at the same frames/batch divided by this row's p50",
+}
+
+
+def _check_counts(name: str, values: Sequence[int]) -> list[int]:
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(f"{name}: expected one or more integers >= 1, got {list(values)!r}")
+    return list(values)
+
+
+def _synthesise_clip(path: Path, num_frames: int, side: int, seed: int) -> Path:
+    """A 4:3 H.264 clip somewhat larger than `side` (so resize and crop do real work) of drifting noise under a
+    moving square: detailed, moving content, so decoding costs what a real clip of that size costs."""
+    from actiondistill.data.encode import write_video
+
+    height = 2 * math.ceil(side * 8 / 7 / 2)
+    width = 2 * math.ceil(height * 4 / 3 / 2)
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 110, (height + num_frames, width + 2 * num_frames, 3), dtype=np.uint8)
+    square = max(height // 4, 2)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    for k in range(num_frames):
+        frames[k] = texture[k:k + height, 2 * k:2 * k + width]
+        y, x = (3 * k) % (height - square), (5 * k) % (width - square)
+        frames[k, y:y + square, x:x + square] = (230, 120, 40)
+    return write_video(path, frames)
+
+
+def _decode_pipeline(path: Path, device: torch.device) -> Callable[[nn.Module, int, int, tuple[int, int]],
+                                                                   Callable[[], Tensor]]:
+    """sweep's end_to_end factory: per call, `batch` times open the file, pick TSN test indices, decode them and
+    apply the eval transform (on the CPU, as a data loader does), then encode_video the stacked batch."""
+    from actiondistill.data.sampling import tsn_indices
+    from actiondistill.data.transforms import eval_transform
+    from actiondistill.data.video import open_video
+
+    def make(model: nn.Module, batch: int, frames: int, hw: tuple[int, int]) -> Callable[[], Tensor]:
+        transform = eval_transform(hw)
+
+        def run() -> Tensor:
+            clips = []
+            for _ in range(batch):
+                with open_video(path) as reader:
+                    clips.append(transform(reader.read(tsn_indices(reader.num_frames, frames, train=False))))
+            return model.encode_video(torch.stack(clips).to(device))
+
+        return run
+
+    return make
+
+
+def _video_facts(path: Path, synthesised: bool) -> dict[str, Any]:
+    """Open the clip once before any model is built, so a bad file fails fast, and describe it for the record."""
+    from actiondistill.data.video import open_video
+
+    with open_video(path) as reader:
+        first = reader.read([0])[0]
+        return {"path": None if synthesised else str(path), "synthesised": synthesised, "backend": reader.backend,
+                "num_frames": reader.num_frames, "size": f"{first.shape[1]}x{first.shape[0]}"}
+
+
+def profile_backbones(
+    model: str,
+    backbones: Sequence[str],
+    frames: Sequence[int] = (8, 16, 32),
+    batches: Sequence[int] = (1,),
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    mode: str = "model",
+    video: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    model_cfg: Mapping[str, Any] | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    count_flops: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """Profile one registered video model on each of several backbones, side by side in one run.
+
+    Weights are random (pretrained=None): latency does not depend on their values. CLIP models are timed on
+    `encode_video` (TEXT_ENCODER_NOTE); compressed-triplet on its forward over random I-frame, motion-vector and
+    residual segments. End-to-end mode (CLIP models) times, per call of `batch` clips: opening `video`, TSN
+    test-time indices, decoding those frames, the eval transform and encode_video; without `video` a short clip
+    is synthesised into a temporary folder and deleted afterwards.
+
+    Args:
+        model: a name in list_models().
+        backbones: CLIP architecture names (list_backbones()), or COMPRESSED_BACKBONES names for compressed-triplet;
+            the first is the speed-up reference.
+        frames: frames per clip T (segments for compressed-triplet).
+        batches: clips per call.
+        device, dtype, warmup, iters, count_flops, seed: as in `profile_model`.
+        mode: "model" or "end_to_end".
+        video: the clip decoded in end-to-end mode.
+        image_size: frame side for every backbone; default each backbone's own (its CLIP config, or
+            COMPRESSED_IMAGE_SIZE).
+        model_cfg: extra create_model options, e.g. fusion_layers, or num_classes for compressed-triplet.
+        progress: progress bar over the runs.
+
+    Returns:
+        pandas DataFrame with the columns of PROFILE_COLUMNS, one row per (backbone, frames, batch); attrs hold
+        "columns" (their meaning), "environment" (see `environment`), "video" (the decoded clip's facts, None in
+        model mode) and "note" (what was and was not timed).
+    """
+    from actiondistill.models.backbones import backbone_config, list_backbones
+    from actiondistill.models.compressed_nets import MODALITY_CHANNELS
+    from actiondistill.models.registry import COMPRESSED_BACKBONES, create_model, list_models, uses_clip_backbone
+
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    frames, batches = _check_counts("frames", frames), _check_counts("batches", batches)
+    backbones = list(backbones)
+    if not backbones:
+        raise ValueError("backbones: expected at least one backbone name")
+    repeated = sorted({b for b in backbones if backbones.count(b) > 1})
+    if repeated:
+        raise ValueError(f"backbones: {repeated} listed more than once")
+    if model not in list_models():
+        raise ValueError(f"model {model!r}: unknown; expected one of {list_models()}")
+    clip = uses_clip_backbone(model)
+    known = list_backbones() if clip else sorted(COMPRESSED_BACKBONES)
+    unknown = [b for b in backbones if b not in known]
+    if unknown:
+        raise ValueError(f"backbone(s) {unknown} unknown for model {model!r}; expected one of {known}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise ValueError(f"image_size: expected an integer >= 1 or None, got {image_size!r}")
+    if video is not None and mode != "end_to_end":
+        raise ValueError(f"video={str(video)!r} is only decoded with mode='end_to_end'")
+    if mode == "end_to_end" and not clip:
+        raise ValueError(f"model {model!r}: end-to-end mode decodes RGB frames for CLIP models; the compressed "
+                         "networks' I-frame/motion-vector/residual input comes from the compressed-domain "
+                         "extraction, so profile them with mode='model'")
+    dev = resolve_device(device)
+    _autocast(dtype, dev)  # a bad dtype fails now, not after the models are built
+
+    def side(name: str) -> int | Sequence[int]:
+        if image_size is not None:
+            return image_size
+        return backbone_config(name)["vision_cfg"]["image_size"] if clip else COMPRESSED_IMAGE_SIZE[name]
+
+    sizes = {name: side(name) for name in backbones}
+    cfg = dict(model_cfg or {})
+
+    def factory(name: str) -> Callable[[int], nn.Module]:
+        return lambda t: create_model(model, backbone=name, num_frames=t, **cfg)
+
+    def modality_inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[Tensor, ...]:
+        """Positional arguments of CompressedTriplet.forward(iframe, mv, residual)."""
+        gen = torch.Generator().manual_seed(seed)
+        return tuple(torch.randn(batch, t, MODALITY_CHANNELS[m], *hw, generator=gen)
+                     for m in ("iframe", "mv", "residual"))
+
+    timing: dict[str, Any] = {"method": "encode_video"} if clip else {"make_inputs": modality_inputs}
+    facts = None
+    with ExitStack() as stack:
+        if mode == "end_to_end":
+            synthesised = video is None
+            if synthesised:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="actiondistill-profile-")))
+                largest = max(max(s) if isinstance(s, Sequence) else s for s in sizes.values())
+                video = _synthesise_clip(folder / "clip.mp4", max(2 * max(frames), 16), largest, seed)
+            facts = _video_facts(Path(video), synthesised)
+            timing = {"end_to_end": _decode_pipeline(Path(video), dev)}
+        table = sweep(
+            {name: factory(name) for name in backbones}, frames, batches, image_size=sizes, device=dev, dtype=dtype,
+            warmup=warmup, iters=iters, backbone="backbone.visual", count_flops=count_flops, seed=seed,
+            progress=progress, **timing,
+        )
+    env = table.attrs["environment"]
+    table = table.rename(columns={"model": "backbone"})
+    table.insert(0, "model", model)
+    table.attrs.update(columns=dict(PROFILE_COLUMNS), environment=env, video=facts,
+                       note=TEXT_ENCODER_NOTE if clip else "compressed-triplet forward: all three networks, 12 ICs")
+    return table

@@ -83,6 +83,10 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def _has_classes(dataset: Any) -> bool:
+    return bool(getattr(dataset, "class_texts", None) or getattr(dataset, "classes", None))
+
+
 def _as_teachers(teachers: Mapping[str, nn.Module | Teacher] | Sequence[nn.Module | Teacher] | None
                  ) -> dict[str, Teacher]:
     if teachers is None:
@@ -99,7 +103,9 @@ class Trainer:
         cfg: the run's config (optimiser, epochs, batch size, seed, device, evaluation...).
         model: a video model; called as `model(frames, class_texts) -> logits` by the built-in objectives.
         train_data: a map-style dataset of dicts {"frames", "label", "index", ...} with a `classes` (or
-            `class_texts`) list; `set_epoch(epoch)` is called each epoch when it exists.
+            `class_texts`) list; `set_epoch(epoch)` is called each epoch when it exists. A dataset without
+            classes (e.g. image-caption pairs for CLIP pretraining) gives the objective an empty `labels_text`;
+            its items need an "index" (or "label") entry, which counts the batch's samples.
         val_data: optional dataset evaluated every `cfg.eval.every` epochs and after the last one.
         objective: an Objective, a registered objective name, or None for `cfg.objective`.
         teachers: frozen teacher models (name -> module or `Teacher`), passed to the objective.
@@ -122,7 +128,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.train_data = train_data
         self.val_data = val_data
-        self.labels_text = class_texts_of(train_data)
+        self.labels_text = class_texts_of(train_data) if _has_classes(train_data) else []
         self.val_texts = class_texts_of(val_data) if val_data is not None else None
         if objective is None:
             objective = build_objective(cfg.objective.name, **cfg.objective.kwargs)
@@ -301,7 +307,7 @@ class Trainer:
                 self.scaler.scale(loss / window).backward()
             if steps_now:
                 self._optimizer_step()
-            size = int(batch["label"].shape[0])
+            size = int(batch["label" if "label" in batch else "index"].shape[0])
             seen += size
             values = {k: metric_value(v) for k, v in metrics.items()}
             for key, value in values.items():

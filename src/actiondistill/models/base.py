@@ -10,8 +10,10 @@ Conventions (REFERENCE.md, ActionCLIP):
   (`eval_logit_scale`, 100), while `predict_proba` follows the ActionCLIP test protocol exactly:
   softmax over classes per template, then the mean over templates. With one template the two agree.
 
-Subclasses implement `encode_video`; models whose text depends on the video (X-CLIP) also override
-`video_context` / `adapt_text`.
+Subclasses implement `fuse_frames` (per-frame embeddings -> video embedding), so `encode_video` takes either
+pixels or precomputed frame embeddings (a frozen image encoder's output, cached once: actiondistill.features).
+Models whose image encoder itself mixes frames (X-CLIP) override `encode_video` and refuse embeddings; models whose
+text depends on the video (X-CLIP) also override `video_context` / `adapt_text`.
 """
 
 from __future__ import annotations
@@ -100,7 +102,17 @@ class VideoCLIP(nn.Module):
 
     # ----------------------------------------------------------------- encoders
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) float frames -> (B, D) video embeddings (not normalised)."""
+        """(B, T, 3, H, W) float frames, or (B, T, D) frame embeddings from `encode_frames`, -> (B, D) (not normalised).
+
+        Dispatches on the rank: embeddings skip the image encoder, which is what makes training on cached
+        features of a frozen encoder exactly equal to training on pixels.
+        """
+        if isinstance(frames, torch.Tensor) and frames.ndim == 3:
+            return self.fuse_frames(self._check_embeddings(frames))
+        return self.fuse_frames(self.encode_frames(frames))
+
+    def fuse_frames(self, frame_embeddings: torch.Tensor) -> torch.Tensor:
+        """The temporal part of the model: (B, T, D) frame embeddings -> (B, D) video embedding."""
         raise NotImplementedError
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -207,10 +219,16 @@ class VideoCLIP(nn.Module):
     def _check_frames(self, frames: torch.Tensor) -> torch.Tensor:
         if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
             shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-            raise ValueError(f"frames: expected a float tensor (B, T, 3, H, W), got {shape}")
+            raise ValueError(f"frames: expected a float tensor (B, T, 3, H, W) or frame embeddings (B, T, D), got {shape}")
         if not frames.is_floating_point():
             raise ValueError(f"frames: expected CLIP-normalised float frames, got dtype {frames.dtype}")
         return frames.to(dtype=self.backbone.visual.conv1.weight.dtype)
+
+    def _check_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if not embeddings.is_floating_point() or embeddings.shape[-1] != self.embed_dim:
+            raise ValueError(f"frame embeddings: expected float (B, T, {self.embed_dim}) (this backbone's embedding "
+                             f"size), got {embeddings.dtype} {tuple(embeddings.shape)}")
+        return embeddings.to(dtype=self.backbone.visual.proj.dtype)
 
     def extra_repr(self) -> str:
         return f"num_frames={self.num_frames}, templates={len(self.templates)}, eval_scale={self.eval_logit_scale}"

@@ -2,13 +2,14 @@
 
 CLIP-based builders receive a built open_clip backbone (from a name via create_backbone, or the module
 passed in); other builders (e.g. compressed-domain networks) opt out with `clip_backbone=False` and
-receive the `backbone` argument untouched.
+receive the `backbone` argument untouched. `compressed-triplet` (PKD's I-frame, MV and residual networks) is
+registered here: its "backbone" names the ResNets (COMPRESSED_BACKBONES).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from open_clip import CLIP
@@ -40,6 +41,13 @@ def register_model(name: str, *, clip_backbone: bool = True) -> Callable[[Callab
 def list_models() -> list[str]:
     """Names create_model accepts."""
     return sorted(_BUILDERS)
+
+
+def uses_clip_backbone(name: str) -> bool:
+    """Whether model `name` is built on a CLIP backbone (its `backbone` is a CLIP architecture name)."""
+    if name not in _BUILDERS:
+        raise ValueError(f"model {name!r}: unknown; expected one of {list_models()}")
+    return _BUILDERS[name][1]
 
 
 def create_model(
@@ -85,3 +93,37 @@ def create_model(
         **cfg,
     }
     return model.eval()
+
+
+#: Backbone names of `compressed-triplet`: one ResNet for all three networks, or PKD's mix.
+COMPRESSED_BACKBONES: dict[str, dict[str, str]] = {
+    "tiny": {"iframe_arch": "tiny", "mv_arch": "tiny", "residual_arch": "tiny"},
+    "resnet18": {"iframe_arch": "resnet18", "mv_arch": "resnet18", "residual_arch": "resnet18"},
+    "resnet50": {"iframe_arch": "resnet50", "mv_arch": "resnet50", "residual_arch": "resnet50"},
+    "pkd": {"iframe_arch": "resnet50", "mv_arch": "resnet18", "residual_arch": "resnet18"},
+}
+
+
+@register_model("compressed-triplet", clip_backbone=False)
+def _compressed_triplet(backbone: str | None, num_frames: int, pretrained: Mapping[str, Any] | None,
+                        num_classes: int | None = None, **cfg: Any) -> nn.Module:
+    """`CompressedTriplet.build`; `backbone` is a COMPRESSED_BACKBONES name (default: the archs in cfg, else tiny),
+    `pretrained` maps modalities to local ResNet files. The networks take any number of segments, so
+    `num_frames` (the segment count) does not size anything."""
+    from actiondistill.models.compressed_nets import CompressedTriplet
+
+    if num_classes is None:
+        raise ValueError("compressed-triplet: pass num_classes=N (the classes of every internal classifier)")
+    if backbone is not None:
+        if backbone not in COMPRESSED_BACKBONES:
+            raise ValueError(f"compressed-triplet: backbone {backbone!r} unknown; expected one of "
+                             f"{sorted(COMPRESSED_BACKBONES)}")
+        clash = sorted(set(cfg) & set(COMPRESSED_BACKBONES[backbone]))
+        if clash:
+            raise ValueError(f"compressed-triplet: backbone={backbone!r} already sets the architectures; drop {clash} "
+                             "or the backbone")
+        cfg = {**COMPRESSED_BACKBONES[backbone], **cfg}
+    if pretrained is not None and not isinstance(pretrained, Mapping):
+        raise ValueError(f"compressed-triplet: pretrained={pretrained!r}: expected a mapping of modality "
+                         "('iframe', 'mv', 'residual') to a local ResNet checkpoint file")
+    return CompressedTriplet.build(num_classes, pretrained=pretrained, **cfg)

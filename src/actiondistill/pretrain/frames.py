@@ -1,0 +1,191 @@
+"""Frame-caption pairs from a SynthActions world: what the embedded CLIPs are pretrained and tested on.
+
+A single frame shows the main object's shape, colour and size and the scene it is in, but not the action: motion
+only exists across frames (and time reversal turns "moving left" into a valid "moving right"). Frame captions
+therefore name spatial attributes only and never the action; the action is what the video chapters learn on top
+of these CLIPs. The size is left out for growing and shrinking clips, whose object changes size within the clip.
+
+K frames per clip (segment centres) are decoded once into one uint8 array and cached as an .npz file; an item is
+one frame with one caption drawn from several phrasings, the phrasing a function of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from actiondistill.data.synth_world import SCENES, action_parts
+from actiondistill.data.synthetic import load_manifest
+from actiondistill.data.transforms import ColorJitter, Normalize
+from actiondistill.io import atomic_save
+from actiondistill.parallel import process_pool
+
+#: The attributes a frame caption may name, in the order of a frame's attribute ids.
+CAPTION_ATTRIBUTES = ("shape", "colour", "scene", "size")
+#: Phrasings of a frame caption; `{scene}` becomes the scene's place phrase ("on the beach").
+FRAME_TEMPLATES = (
+    "a photo of a {size} {colour} {shape} {scene}",
+    "a {size} {colour} {shape} {scene}",
+    "a {colour} {shape} {scene}",
+    "a {size} {colour} {shape}",
+    "a {colour} {shape}",
+    "a {shape} {scene}",
+    "a {colour} object {scene}",
+    "a {size} {shape}",
+    "a photo of a {colour} object",
+    "a photo of a {shape}",
+    "a photo of something {scene}",
+    "a {size} object",
+)
+#: Actions whose object changes size within the clip: their frames get no size in the caption.
+SIZE_CHANGING_VERBS = ("growing", "shrinking")
+
+
+def template_attributes(template: str) -> tuple[str, ...]:
+    """The attributes a phrasing names, e.g. ("colour", "shape") for "a {colour} {shape}"."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def fill_template(template: str, attributes: dict[str, str]) -> str:
+    """The caption of a frame with `attributes` in this phrasing."""
+    values = {key: attributes[key] for key in template_attributes(template)}
+    if "scene" in values:
+        values["scene"] = SCENES[values["scene"]]
+    return template.format(**values)
+
+
+def frame_indices(num_frames: int, per_clip: int) -> list[int]:
+    """Centres of `per_clip` equal segments of a clip: frames spread over the clip, the same on every run."""
+    if not 1 <= per_clip <= num_frames:
+        raise ValueError(f"frames per clip {per_clip}: expected 1..{num_frames} (the clip length)")
+    return [int((k + 0.5) * num_frames / per_clip) for k in range(per_clip)]
+
+
+def _decode_one(job: tuple[str, list[int]]) -> np.ndarray:
+    from actiondistill.data.video import open_video
+
+    path, indices = job
+    with open_video(path) as reader:
+        return reader.read(indices)
+
+
+def decode_frames(manifest_path: str | os.PathLike, splits: Sequence[str], per_clip: int, workers: int | None = None,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """Decode `per_clip` frames of every clip in `splits`.
+
+    Returns {"frames": uint8 (N, H, W, 3), "clip": (N,) manifest clip index, "frame": (N,) frame index}, clips in
+    manifest order and frames in time order.
+    """
+    manifest = load_manifest(manifest_path)
+    root = Path(manifest_path)
+    root = root if root.is_dir() else root.parent
+    clips = [i for i, clip in enumerate(manifest["clips"]) if clip["split"] in splits]
+    if not clips:
+        raise ValueError(f"{manifest_path}: no clips in splits {list(splits)}")
+    indices = frame_indices(manifest["frames"], per_clip)
+    jobs = [(str(root / manifest["clips"][i]["path"]), indices) for i in clips]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(jobs), desc="decode frames", unit="clip", disable=not progress)
+    parts = []
+    if workers <= 1:
+        for job in jobs:
+            parts.append(_decode_one(job))
+            bar.update()
+    else:
+        with process_pool(workers) as pool:
+            for frames in pool.map(_decode_one, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers)))):
+                parts.append(frames)
+                bar.update()
+    bar.close()
+    return {"frames": np.concatenate(parts), "clip": np.repeat(np.array(clips, dtype=np.int64), per_clip),
+            "frame": np.tile(np.array(indices, dtype=np.int64), len(clips))}
+
+
+def cached_frames(cache: str | os.PathLike, manifest_path: str | os.PathLike, splits: Sequence[str], per_clip: int,
+                  workers: int | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """`decode_frames`, read from the .npz file `cache` when it exists, else decoded and written there atomically.
+
+    The file records its manifest path, splits and frames per clip; a file made for other ones is an error rather
+    than silently the wrong frames.
+    """
+    cache = Path(cache)
+    stamp = {"manifest": str(Path(manifest_path).resolve()), "splits": list(splits), "per_clip": per_clip}
+    if cache.is_file():
+        with np.load(cache) as stored:
+            data = {key: stored[key] for key in stored.files}
+        found = {"manifest": str(data.pop("manifest")), "splits": data.pop("splits").tolist(),
+                 "per_clip": int(data.pop("per_clip"))}
+        if found != stamp:
+            raise ValueError(f"{cache}: frames cached for {found}, not {stamp}; delete the file to decode again")
+        return data
+    data = decode_frames(manifest_path, splits, per_clip, workers=workers, progress=progress)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
+            np.savez(f, **data, manifest=np.array(stamp["manifest"]), splits=np.array(stamp["splits"]),
+                     per_clip=np.array(per_clip))
+
+    atomic_save(cache, write)
+    return data
+
+
+class FrameCaptionDataset(torch.utils.data.Dataset):
+    """One decoded frame and one caption per item, for CLIP training and zero-shot testing.
+
+    Items: {"image": float (3, H, W) CLIP-normalised, "caption": str, "attributes": (4,) ids of
+    `CAPTION_ATTRIBUTES` in the manifest's vocabularies, "mentions": (4,) bool, which of them the caption names,
+    "index": int}. The phrasing is drawn from the templates that fit the frame, seeded by (seed, epoch, index),
+    so an epoch's captions are reproducible and differ between epochs. `jitter` > 0 scales brightness, contrast
+    and saturation by up to that fraction (p 0.8, seeded the same way); never hue, because colour is a label.
+    """
+
+    def __init__(self, frames: np.ndarray, clips: Sequence[int], manifest: dict[str, Any], seed: int = 0,
+                 jitter: float = 0.0):
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames: expected uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        if len(clips) != len(frames):
+            raise ValueError(f"clips: {len(clips)} clip indices for {len(frames)} frames")
+        self.frames = frames
+        self.seed = seed
+        self.epoch = 0
+        self.vocab = {key: list(manifest["attributes"][key]) for key in CAPTION_ATTRIBUTES}
+        self.clip_attributes = [manifest["clips"][int(c)]["attributes"] for c in clips]
+        self.attributes = torch.tensor([[self.vocab[key].index(attrs[key]) for key in CAPTION_ATTRIBUTES]
+                                        for attrs in self.clip_attributes], dtype=torch.long).reshape(-1, 4)
+        with_size = [action_parts(manifest["clips"][int(c)]["label_text"])[0] not in SIZE_CHANGING_VERBS
+                     for c in clips]
+        fitting = [[t for t in FRAME_TEMPLATES if "size" not in template_attributes(t)], list(FRAME_TEMPLATES)]
+        self.templates = [fitting[int(ok)] for ok in with_size]
+        self.normalize = Normalize()
+        self.jitter = ColorJitter(jitter, jitter, jitter, hue=0.0) if jitter > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def caption(self, index: int) -> tuple[str, str]:
+        """(caption, template) of item `index` in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        choices = self.templates[index]
+        template = choices[int(rng.integers(len(choices)))]
+        return fill_template(template, self.clip_attributes[index]), template
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        text, template = self.caption(index)
+        image = torch.from_numpy(self.frames[index]).permute(2, 0, 1).float().div_(255.0)
+        if self.jitter is not None:
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
+                [self.seed, self.epoch, index, 1]).generate_state(1)[0]))
+            image = self.jitter(image, generator)
+        named = template_attributes(template)
+        return {"image": self.normalize(image), "caption": text, "attributes": self.attributes[index],
+                "mentions": torch.tensor([key in named for key in CAPTION_ATTRIBUTES]), "index": index}

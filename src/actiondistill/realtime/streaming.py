@@ -1,0 +1,302 @@
+"""Streaming zero-shot recognition: each new frame is encoded once and its embedding reused by every window.
+
+A sliding window of T frames advanced one frame at a time shares T - 1 frames with the previous window. For
+models whose image encoder sees one frame at a time (ActionCLIP, ViFi-CLIP), a frame's CLIP embedding does not
+depend on its neighbours, so `StreamingRecognizer` keeps a ring buffer of the last T frame embeddings: a new
+frame costs one image encoding plus the temporal fusion over T cached embeddings, instead of T encodings.
+The result is exactly the full model's prediction on the same T frames (same transform, same fusion, same
+ActionCLIP test protocol over the cached text embeddings). X-CLIP's cross-frame attention makes each frame's
+embedding depend on the whole window, so it is refused rather than silently re-encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from actiondistill.data.transforms import eval_transform
+from actiondistill.models.actionclip import ActionCLIP
+from actiondistill.models.base import VideoCLIP
+from actiondistill.models.prompts import validate_labels, validate_templates
+from actiondistill.models.vificlip import ViFiCLIP
+from actiondistill.models.xclip import XCLIP
+from actiondistill.profiler import resolve_device
+from actiondistill.realtime.sources import Frame, SourceError, as_rgb_frame
+
+log = logging.getLogger(__name__)
+
+Fusion = Callable[[torch.Tensor], torch.Tensor]
+
+
+def parse_labels(text: str) -> list[str]:
+    """A label list typed by a user: separated by commas or new lines; blank lines and '#' comment lines skipped.
+
+    The result is validated like every class list (no blank or duplicate labels).
+    """
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    parts = [part for line in lines if line.strip() for part in line.split(",")]
+    if not parts:
+        raise ValueError(f"labels {text!r}: expected labels separated by commas or new lines, e.g. 'running, jumping'")
+    return validate_labels(parts)
+
+
+def frame_fusion(model: VideoCLIP) -> Fusion:
+    """The temporal half of `model.encode_video`: cached (B, T, D) frame embeddings -> (B, D) video embedding.
+
+    Only models whose `encode_video` is exactly "encode each frame, then fuse" are accepted; a subclass that
+    overrides `encode_video` could break the equality, so it is refused too.
+    """
+    if isinstance(model, XCLIP):
+        raise ValueError("xclip: X-CLIP's cross-frame attention makes every frame's embedding depend on the other "
+                         "frames of its window, so embeddings cannot be reused across windows; stream an ActionCLIP "
+                         "or ViFi-CLIP model, or score whole clips with ZeroShotClassifier")
+    if isinstance(model, ActionCLIP) and type(model).encode_video is ActionCLIP.encode_video:
+        return model.fusion
+    if isinstance(model, ViFiCLIP) and type(model).encode_video is ViFiCLIP.encode_video:
+        return lambda embeddings: embeddings.mean(dim=1)
+    raise ValueError(f"{type(model).__name__}: its encode_video is not known to split into per-frame encoding plus "
+                     "temporal fusion, so streaming could not reuse frame embeddings exactly; expected an ActionCLIP "
+                     "or ViFi-CLIP model")
+
+
+def model_image_size(model: VideoCLIP) -> tuple[int, int]:
+    """The input resolution of the model's image encoder, which the default transform resizes frames to."""
+    size = getattr(model.backbone.visual, "image_size", None)
+    if size is None:
+        raise ValueError(f"{type(model.backbone.visual).__name__}: no image_size attribute; pass transform=...")
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+@dataclass
+class Prediction:
+    """One emission: the window ending at `frame` (its index and time), the top-k labels, and what it cost."""
+
+    frame: int
+    time_s: float
+    labels: list[str]
+    probs: np.ndarray
+    topk: list[tuple[str, float]]
+    encode_ms: float  # transform + image encoder for the newest frame
+    fuse_ms: float  # temporal fusion over the window + scoring against the text
+
+    @property
+    def label(self) -> str:
+        return self.topk[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame": self.frame, "time_s": round(self.time_s, 4),
+                "topk": [[label, round(prob, 6)] for label, prob in self.topk],
+                "encode_ms": round(self.encode_ms, 3), "fuse_ms": round(self.fuse_ms, 3)}
+
+
+@dataclass
+class StreamResult:
+    """What `StreamingRecognizer.run` returns: every emission and the run's statistics."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamingRecognizer:
+    """Zero-shot recognition over a stream of frames with a ring buffer of frame embeddings.
+
+    Args:
+        model: an ActionCLIP or ViFi-CLIP model (put in eval mode and moved to `device`).
+        labels: free-text class names, validated as in ZeroShotClassifier; change them with `set_labels`.
+        num_frames: window length T (default the model's `num_frames`).
+        stride: emit a prediction every `stride` frames once the first window is full.
+        smoothing: EMA factor alpha in (0, 1] on the probabilities (p = alpha * new + (1 - alpha) * previous);
+            None for raw per-window probabilities.
+        templates: prompt templates (default the model's own).
+        transform: uint8 (1, H, W, 3) -> CLIP-normalised (1, 3, h, w); default `eval_transform` at the
+            model's input size, as a clip-level evaluation would use.
+        device: "cpu" or "cuda[:i]".
+        topk: labels reported per emission.
+        stats_window: frames the statistics cover (the most recent ones); None for every frame since `reset`.
+    """
+
+    def __init__(self, model: VideoCLIP, labels: Sequence[str], num_frames: int | None = None, stride: int = 1,
+                 smoothing: float | None = None, templates: Sequence[str] | None = None,
+                 transform: Callable[[np.ndarray], torch.Tensor] | None = None, device: str | torch.device = "cpu",
+                 topk: int = 5, stats_window: int | None = None):
+        if not isinstance(model, VideoCLIP):
+            raise ValueError(f"model: expected a VideoCLIP model, got {type(model).__name__}")
+        self.fuse = frame_fusion(model)
+        num_frames = model.num_frames if num_frames is None else num_frames
+        for name, value in (("num_frames", num_frames), ("stride", stride), ("topk", topk)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected an integer >= 1")
+        if smoothing is not None and not 0 < smoothing <= 1:
+            raise ValueError(f"smoothing={smoothing!r}: expected an EMA factor in (0, 1], or None for no smoothing")
+        if stats_window is not None and stats_window < 1:
+            raise ValueError(f"stats_window={stats_window!r}: expected >= 1 or None")
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.num_frames, self.stride, self.smoothing, self.topk = num_frames, stride, smoothing, topk
+        self.templates = model.templates if templates is None else validate_templates(templates)
+        self.transform = transform if transform is not None else eval_transform(model_image_size(model))
+        self.stats_window = stats_window
+        self._text: tuple[list[str], torch.Tensor] = ([], torch.empty(0))
+        self.set_labels(labels)
+        self.reset()
+
+    # ----------------------------------------------------------------- labels
+    @property
+    def labels(self) -> list[str]:
+        return self._text[0]
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """Validate and encode a new label list; safe while another thread runs `process` (applies to its next
+        frame, and restarts the smoothing, whose history belongs to the old labels)."""
+        labels = validate_labels(labels)
+        with torch.no_grad():
+            text = self.model.text_templates(labels, self.templates)
+        self._text = (labels, text)  # one assignment: a concurrent `process` sees the old pair or the new one
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget the buffered frames, the smoothing history and the statistics (e.g. a new stream)."""
+        self._buffer: deque[torch.Tensor] = deque(maxlen=self.num_frames)
+        self._ema: tuple[list[str], torch.Tensor] | None = None
+        self.frames = 0
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Restart the statistics only (e.g. after a pause, so idle time does not count against the FPS)."""
+        self._timing: deque[tuple[float, float, float, float]] = deque(maxlen=self.stats_window)
+        self._clock0: float | None = None
+
+    # ----------------------------------------------------------------- processing
+    @torch.no_grad()
+    def process(self, frame: Frame | np.ndarray) -> Prediction | None:
+        """Add one RGB uint8 frame (H, W, 3); returns a Prediction when a window ends here, else None."""
+        start = time.perf_counter()
+        self._clock0 = start if self._clock0 is None else self._clock0
+        if isinstance(frame, Frame):
+            image, index, time_s = frame.image, frame.index, frame.time_s
+        else:
+            image, index, time_s = frame, self.frames, start - self._clock0
+        image = as_rgb_frame(image, "process", index)
+        labels, text = self._text
+        clip = self.transform(image[None]).to(self.device)
+        embedding = self.model.encode_frames(clip.unsqueeze(0))[0, 0]
+        self._sync()
+        encoded = time.perf_counter()
+        self._buffer.append(embedding)
+        position = self.frames
+        self.frames += 1
+        prediction = None
+        fuse_ms = float("nan")
+        if len(self._buffer) == self.num_frames and (position - self.num_frames + 1) % self.stride == 0:
+            video = self.fuse(torch.stack(tuple(self._buffer)).unsqueeze(0))
+            probs = self._smooth(labels, self.window_probs(video, text)[0])
+            prediction = self._prediction(index, time_s, labels, probs.cpu())
+            done = time.perf_counter()
+            fuse_ms = (done - encoded) * 1e3
+            prediction.encode_ms, prediction.fuse_ms = (encoded - start) * 1e3, fuse_ms
+        else:
+            done = time.perf_counter()
+        self._timing.append((start, done, (encoded - start) * 1e3, fuse_ms))
+        return prediction
+
+    def window_probs(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(B, D) video embeddings x (K, C, D) template text -> (B, C): the ActionCLIP test protocol, exactly as
+        `VideoCLIP.template_probs` applies it (softmax per template, mean over templates)."""
+        probs = torch.zeros(video.shape[0], text.shape[1], device=video.device, dtype=video.dtype)
+        for template_text in text:
+            logits = self.model.cosine_logits(video, self.model.adapt_text(template_text, None),
+                                              self.model.eval_logit_scale)
+            probs = probs + logits.softmax(dim=-1)
+        return probs / text.shape[0]
+
+    def _smooth(self, labels: list[str], probs: torch.Tensor) -> torch.Tensor:
+        if self.smoothing is None:
+            return probs
+        if self._ema is not None and self._ema[0] is labels:
+            probs = self.smoothing * probs + (1 - self.smoothing) * self._ema[1]
+        self._ema = (labels, probs)
+        return probs
+
+    def _prediction(self, index: int, time_s: float, labels: list[str], probs: torch.Tensor) -> Prediction:
+        top = probs.topk(min(self.topk, len(labels)))
+        topk = [(labels[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        return Prediction(index, float(time_s), labels, probs.float().numpy(), topk, 0.0, 0.0)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ----------------------------------------------------------------- running and statistics
+    def run(self, source: Iterable[Frame], max_frames: int | None = None,
+            on_prediction: Callable[[Prediction], None] | None = None, progress: bool = True) -> StreamResult:
+        """Process a source until it ends, stalls, fails, or `max_frames` frames; always returns what was gathered.
+
+        A source that stalls or fails mid-way (`SourceError`) ends the run with its message in
+        `stats["stopped"]`; the source is closed in every case. `stats["source_ms"]` is the mean time spent
+        waiting for the source (decoding, camera), which the FPS includes.
+        """
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames={max_frames!r}: expected >= 1 or None")
+        result = StreamResult()
+        stopped = "source ended"
+        count, waited = 0, 0.0
+        frames = iter(source)
+        bar = tqdm(total=max_frames, desc="streaming", unit="frame", disable=not progress, leave=False)
+        try:
+            while True:
+                if max_frames is not None and count >= max_frames:
+                    stopped = f"max_frames={max_frames} reached"
+                    break
+                asked = time.perf_counter()
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                waited += time.perf_counter() - asked
+                prediction = self.process(frame)
+                count += 1
+                bar.update()
+                if prediction is not None:
+                    result.predictions.append(prediction)
+                    if on_prediction is not None:
+                        on_prediction(prediction)
+        except SourceError as err:
+            stopped = str(err)
+            log.warning("stream stopped: %s", err)
+        finally:
+            bar.close()
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        result.stats = {**self.stats(), "predictions": len(result.predictions), "stopped": stopped,
+                        "source_ms": round(waited * 1e3 / count, 3) if count else None,
+                        "dropped": int(getattr(source, "dropped", 0))}
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """FPS (frames processed per second of wall time, waiting for frames included), per-frame latency
+        percentiles (transform + encode + fuse of that frame), mean encode and fuse times."""
+        if not self._timing:
+            return {"frames": 0, "fps": None, "wall_s": 0.0, "latency_p50_ms": None, "latency_p90_ms": None,
+                    "encode_ms": None, "fuse_ms": None}
+        timing = np.array(self._timing)
+        wall = float(timing[-1, 1] - timing[0, 0])
+        latency = (timing[:, 1] - timing[:, 0]) * 1e3
+        fused = timing[:, 3][~np.isnan(timing[:, 3])]
+        return {
+            "frames": len(timing),
+            "fps": round(len(timing) / wall, 3) if wall > 0 else None,
+            "wall_s": round(wall, 4),
+            "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
+            "latency_p90_ms": round(float(np.percentile(latency, 90)), 3),
+            "encode_ms": round(float(timing[:, 2].mean()), 3),
+            "fuse_ms": round(float(fused.mean()), 3) if fused.size else None,
+        }
