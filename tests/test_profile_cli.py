@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from actiondistill.cli import main
 from actiondistill.data.encode import write_video
 from actiondistill.io import read_json
 from actiondistill.models import create_backbone, create_model, list_models, visual_parameter_count
 from actiondistill.models.compressed_nets import CompressedTriplet
+from actiondistill.profiler import sweep
 
 TINY = ["--model", "actionclip-meanp", "--backbone", "embedded-tiny", "embedded-base", "--warmup", "0",
         "--iters", "2", "--no-progress"]
@@ -62,10 +64,37 @@ def test_model_mode_rows_ratios_params_and_record(tmp_path, capsys):
     assert "embedded-base" in text and "1.00x" in text and "text encoder not timed" in text
 
 
+class _Logged(nn.Module):
+    """Records each encode_video call under its name, so the order of the timed calls can be checked."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name, self.log, self.image_size = name, log, 4
+        self.proj = nn.Linear(3 * 4 * 4, 2)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        self.log.append(self.name)
+        return self.proj(frames.flatten(2)).mean(1)
+
+
+def test_rounds_interleave_the_models_and_pool_their_calls():
+    log: list[str] = []
+    table = sweep({"a": _Logged("a", log), "b": _Logged("b", log)}, frames=(2,), batches=(1,), warmup=1, iters=2,
+                  rounds=3, method="encode_video", progress=False)
+    # turn 1: warm-up + 2 timed + 1 FLOP count per model; turns 2-3: 2 timed calls each, taking turns
+    assert log == ["a"] * 4 + ["b"] * 4 + ["a", "a", "b", "b"] * 2
+    assert table["gflops"].tolist() == pytest.approx([2 * 48 * 2 * 2 / 1e9] * 2)
+    assert (table["min_ms"] <= table["p50_ms"]).all()
+    with pytest.raises(ValueError, match="rounds"):
+        sweep({"a": _Logged("a", log)}, frames=(2,), batches=(1,), rounds=0, progress=False)
+
+
 def test_end_to_end_on_a_synthesised_clip(tmp_path):
     result, _ = _profile(tmp_path, "--model", "actionclip-meanp", "--backbone", "embedded-tiny", "--frames", "3",
-                         "--batch", "2", "--mode", "end_to_end", "--warmup", "0", "--iters", "1", "--no-progress")
+                         "--batch", "2", "--mode", "end_to_end", "--warmup", "0", "--iters", "1", "--rounds", "2",
+                         "--no-progress")
     (row,) = result["rows"]
+    assert result["rounds"] == 2
     assert row["mode"] == "end_to_end" and row["batch"] == 2 and row["frames"] == 3
     # 16 frames (>= 2 x the 3 sampled), 4:3 and larger than the 64-pixel input, so resize and crop do work
     assert result["video"] == {"path": None, "synthesised": True, "backend": result["video"]["backend"],

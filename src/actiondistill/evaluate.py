@@ -33,13 +33,16 @@ def class_texts_of(dataset: Any) -> list[str]:
 
 
 def _views_first(frames: Tensor, views: int | None) -> Tensor:
-    """(B, V, T, 3, H, W) from a batch of single- or multi-view frames."""
-    if frames.ndim == 6:
+    """(B, V, T, ...) from a batch of single- or multi-view clips of pixels (..., 3, H, W) or of precomputed frame
+    embeddings (..., D) (a frozen image encoder's cached output, see actiondistill.features)."""
+    per_frame = 3 if frames.ndim >= 5 else 1
+    if frames.ndim == 3 + per_frame:
         if views is not None and frames.shape[1] != views:
             raise ValueError(f"frames have {frames.shape[1]} views per video, expected views={views}")
         return frames
-    if frames.ndim != 5:
-        raise ValueError(f"frames: expected (B, T, 3, H, W) or (B, V, T, 3, H, W), got {tuple(frames.shape)}")
+    if frames.ndim != 2 + per_frame:
+        raise ValueError(f"frames: expected (B, T, 3, H, W) or (B, V, T, 3, H, W), or frame embeddings (B, T, D) or "
+                         f"(B, V, T, D), got {tuple(frames.shape)}")
     v = views or 1
     if frames.shape[1] % v:
         raise ValueError(f"frames: {frames.shape[1]} frames per video do not split into views={v} equal clips")

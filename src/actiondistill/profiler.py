@@ -48,6 +48,7 @@ SWEEP_COLUMNS = {
     "p90_ms": "90th percentile latency (ms)",
     "p99_ms": "99th percentile latency (ms)",
     "mean_ms": "mean latency (ms)",
+    "min_ms": "fastest call (ms): the one least disturbed by other processes on a shared machine",
     "throughput_clips_s": "clips per second = batch * 1000 / mean_ms",
     "gflops": "GFLOPs (2 x MAC) of one call (whole batch), from FlopCounterMode",
     "params_total_m": "parameters of the whole model (millions)",
@@ -309,8 +310,6 @@ def profile_model(
     finally:
         model.train(was_training)
 
-    lat = np.asarray(latencies, dtype=np.float64)
-    p50, p90, p99 = (float(v) for v in np.percentile(lat, [50, 90, 99]))
     total = count_parameters(model)
     result: dict[str, Any] = {
         "mode": mode,
@@ -320,14 +319,7 @@ def profile_model(
         "warmup": warmup,
         "iters": iters,
         "threads": torch.get_num_threads(),
-        "latencies_ms": lat.tolist(),
-        "p50_ms": p50,
-        "p90_ms": p90,
-        "p99_ms": p99,
-        "mean_ms": float(lat.mean()),
-        "std_ms": float(lat.std()),
-        "min_ms": float(lat.min()),
-        "throughput_clips_s": batch * 1000.0 / float(lat.mean()),
+        **_latency_stats(latencies, batch),
         "gflops": None if flops is None else flops / 1e9,
         "params_total": total,
         "params_total_m": total / 1e6,
@@ -337,6 +329,30 @@ def profile_model(
     result["peak_mem_mb"] = peak_mb
     result["peak_mem_kind"] = memory.kind
     return result
+
+
+def _latency_stats(latencies: Sequence[float], batch: int) -> dict[str, Any]:
+    lat = np.asarray(latencies, dtype=np.float64)
+    p50, p90, p99 = (float(v) for v in np.percentile(lat, [50, 90, 99]))
+    return {
+        "latencies_ms": lat.tolist(),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": float(lat.mean()),
+        "std_ms": float(lat.std()),
+        "min_ms": float(lat.min()),
+        "throughput_clips_s": batch * 1000.0 / float(lat.mean()),
+    }
+
+
+def _pooled(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several `profile_model` runs of the same model: latencies pooled, the highest peak memory;
+    FLOPs and parameters from the first run (the only one that counts FLOPs)."""
+    first = runs[0]
+    latencies = [ms for run in runs for ms in run["latencies_ms"]]
+    return {**first, **_latency_stats(latencies, first["batch"]), "iters": len(latencies),
+            "peak_mem_mb": max(run["peak_mem_mb"] for run in runs)}
 
 
 def _image_hw(name: str, model: nn.Module, image_size: ImageSize) -> tuple[int, int]:
@@ -368,6 +384,7 @@ def sweep(
     end_to_end: Callable[[nn.Module, int, int, tuple[int, int]], Callable[[], Any]] | None = None,
     backbone: str | None = "backbone",
     count_flops: bool = True,
+    rounds: int = 1,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -375,7 +392,10 @@ def sweep(
 
     For each frame count the models are built (a factory is called as factory(frames); a ready nn.Module is used
     for every frame count), then for each batch every model is timed back to back, so the `speedup_vs_first`
-    ratios compare measurements taken under the same machine conditions.
+    ratios compare measurements taken under the same machine conditions. With rounds > 1 the models take turns
+    `rounds` times (`iters` calls each per turn, warm-up and FLOP count in the first turn only) and each row pools
+    its turns: on a machine shared with other processes, load that comes and goes then spreads over every model
+    instead of landing on whichever happened to run at the time.
 
     Args:
         models: name -> model or factory(frames) -> model; the first entry is the speed-up reference.
@@ -390,6 +410,7 @@ def sweep(
             `profile_model`) and make_inputs/method must be left out.
         backbone: dotted name of the sub-module counted as params_backbone_m (NaN where a model lacks it); None to
             skip.
+        rounds: turns of timed calls per model (see above); every row then holds rounds * iters latencies.
         progress: progress bar over the sweep.
 
     Returns:
@@ -402,16 +423,21 @@ def sweep(
         raise ValueError("models: expected at least one model")
     if end_to_end is not None and (make_inputs is not None or method is not None):
         raise ValueError("end_to_end builds its own pipeline: leave make_inputs and method out")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
     dev = resolve_device(device)
     names = list(models)
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(frames) * len(batches) * len(names), desc="profile sweep", disable=not progress)
+    bar = tqdm(total=len(frames) * len(batches) * len(names) * rounds, desc="profile sweep", disable=not progress)
     for t in frames:
         built = {name: m if isinstance(m, nn.Module) else m(t) for name, m in models.items()}
+        calls: dict[str, dict[str, Any]] = {}  # the timed calls hold the models: released with `built`
         for b in batches:
+            calls = {}
+            sizes: dict[str, tuple[int, int]] = {}
             for name in names:
                 model = built[name]
-                hw = _image_hw(name, model, image_size)
+                hw = sizes[name] = _image_hw(name, model, image_size)
                 if end_to_end is not None:
                     timed: dict[str, Any] = {"mode": "end_to_end", "end_to_end_fn": end_to_end(model, b, t, hw)}
                 else:
@@ -422,19 +448,25 @@ def sweep(
                         example = make_inputs(b, t, hw)
                     timed = {"inputs": (lambda _b, x=example: x), "method": method}
                 has_backbone = backbone is not None and _has_submodule(model, backbone)
-                bar.set_postfix(model=name, frames=t, batch=b)
-                res = profile_model(
-                    model, device=dev, dtype=dtype, warmup=warmup, iters=iters, batch=b,
-                    param_groups={"backbone": backbone} if has_backbone else None,
-                    count_flops=count_flops, seed=seed, progress=False, **timed,
-                )
+                calls[name] = {"model": model, "device": dev, "dtype": dtype, "iters": iters, "batch": b,
+                               "param_groups": {"backbone": backbone} if has_backbone else None, "seed": seed,
+                               "progress": False, **timed}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for turn in range(rounds):
+                for name in names:
+                    bar.set_postfix(model=name, frames=t, batch=b)
+                    runs[name].append(profile_model(**calls[name], warmup=warmup if turn == 0 else 0,
+                                                    count_flops=count_flops and turn == 0))
+                    bar.update(1)
+            for name in names:
+                res = _pooled(runs[name])
+                hw = sizes[name]
                 row = {"model": name, "frames": t, "batch": b, "image_size": f"{hw[0]}x{hw[1]}"}
                 row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
                 row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
                 row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
                 rows.append(row)
-                bar.update(1)
-        del built
+        del built, calls
     bar.close()
     table = pd.DataFrame(rows)
     reference = table.loc[table["model"] == names[0], ["frames", "batch", "p50_ms"]]
@@ -488,9 +520,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-#: Frame side of compressed-triplet backbones when none is given: the embedded world's 64 for the tiny ResNet,
-#: CoViAR's and PKD's 224 for the torchvision ResNets.
-COMPRESSED_IMAGE_SIZE = {"tiny": 64, "resnet18": 224, "resnet50": 224, "pkd": 224}
+#: Frame side of compressed-triplet backbones when none is given: the embedded world's 64 for the tiny ResNet;
+#: otherwise CoViAR's and PKD's 224 (torchvision ResNets).
+COMPRESSED_IMAGE_SIZE = {"tiny": 64}
 TEXT_ENCODER_NOTE = ("text encoder not timed: in deployment the label embeddings are computed once and cached, so "
                      "a clip costs only its video encoder (encode_video)")
 
@@ -576,6 +608,7 @@ def profile_backbones(
     model_cfg: Mapping[str, Any] | None = None,
     warmup: int = 3,
     iters: int = 10,
+    rounds: int = 1,
     count_flops: bool = True,
     seed: int = 0,
     progress: bool = True,
@@ -595,6 +628,7 @@ def profile_backbones(
         frames: frames per clip T (segments for compressed-triplet).
         batches: clips per call.
         device, dtype, warmup, iters, count_flops, seed: as in `profile_model`.
+        rounds: turns the backbones take (see `sweep`); more than 1 on a machine shared with other processes.
         mode: "model" or "end_to_end".
         video: the clip decoded in end-to-end mode.
         image_size: frame side for every backbone; default each backbone's own (its CLIP config, or
@@ -641,7 +675,7 @@ def profile_backbones(
     def side(name: str) -> int | Sequence[int]:
         if image_size is not None:
             return image_size
-        return backbone_config(name)["vision_cfg"]["image_size"] if clip else COMPRESSED_IMAGE_SIZE[name]
+        return backbone_config(name)["vision_cfg"]["image_size"] if clip else COMPRESSED_IMAGE_SIZE.get(name, 224)
 
     sizes = {name: side(name) for name in backbones}
     cfg = dict(model_cfg or {})
@@ -668,12 +702,13 @@ def profile_backbones(
             timing = {"end_to_end": _decode_pipeline(Path(video), dev)}
         table = sweep(
             {name: factory(name) for name in backbones}, frames, batches, image_size=sizes, device=dev, dtype=dtype,
-            warmup=warmup, iters=iters, backbone="backbone.visual", count_flops=count_flops, seed=seed,
+            warmup=warmup, iters=iters, backbone="backbone.visual", count_flops=count_flops, rounds=rounds, seed=seed,
             progress=progress, **timing,
         )
     env = table.attrs["environment"]
     table = table.rename(columns={"model": "backbone"})
     table.insert(0, "model", model)
     table.attrs.update(columns=dict(PROFILE_COLUMNS), environment=env, video=facts,
-                       note=TEXT_ENCODER_NOTE if clip else "compressed-triplet forward: all three networks, 12 ICs")
+                       note=TEXT_ENCODER_NOTE if clip else "timed: the forward of the I-frame, motion-vector and "
+                       "residual networks with all 12 internal classifiers, on random segments")
     return table

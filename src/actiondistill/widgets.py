@@ -105,9 +105,11 @@ class LiveZeroShot:
         """Run the loop in a background thread until Stop, the end of the source, or an error."""
         if self._thread is not None and self._thread.is_alive():
             return
+        recognizer = self._switch(self.model_select.value)
         if self._ended and isinstance(self._source_spec, (str, os.PathLike, int)):
-            self._ended = False  # a file or a camera can be opened again
-        self._recognizer(self.model_select.value).reset_stats()  # paused time is not processing time
+            self._ended = False  # a file or a camera can be opened again: a new stream, so a fresh window
+            recognizer.reset()
+        recognizer.reset_stats()  # paused time is not processing time
         self._stop.clear()
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "running"

@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=51,
                         help="classes of the internal classifiers (compressed-triplet only); default 51")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first; default 3")
-    parser.add_argument("--iters", type=int, default=10, help="timed calls; default 10")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per turn; default 10")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="turns the backbones take, --iters calls each, pooled per row: spreads load from other "
+                        "processes over every backbone on a shared machine; default 1")
     parser.add_argument("--results-dir", type=Path, help="where the results record goes (default data/results)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.time()
     table = profile_backbones(
         args.model, args.backbone, args.frames, args.batch, device=args.device, dtype=args.dtype, mode=args.mode,
-        video=args.video, image_size=args.image_size, warmup=args.warmup, iters=args.iters,
+        video=args.video, image_size=args.image_size, warmup=args.warmup, iters=args.iters, rounds=args.rounds,
         model_cfg=None if uses_clip_backbone(args.model) else {"num_classes": args.num_classes},
         progress=not args.no_progress,
     )
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> dict:
         "dtype": args.dtype,
         "warmup": args.warmup,
         "iters": args.iters,
+        "rounds": args.rounds,
         "note": table.attrs["note"],
         "video": table.attrs["video"],
         "columns": table.attrs["columns"],
@@ -107,7 +111,8 @@ def format_text(result: dict) -> str:
     env = result["environment"]
     load = env.get("load_average")
     lines += [
-        f"mode {result['mode']}, {result['dtype']}, warm-up {result['warmup']}, {result['iters']} timed calls; "
+        f"mode {result['mode']}, {result['dtype']}, warm-up {result['warmup']}, {result['rounds']} x "
+        f"{result['iters']} timed calls; "
         f"GFLOPs = 2 x multiply-adds per call; image M = CLIP image-encoder parameters; speed-up = first backbone's "
         f"p50 / this p50",
         f"note: {result['note']}",

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--labels-file", metavar="FILE", help="labels separated by new lines or commas; '#' comments")
     parser.add_argument("--model", help=f"registered video model (default: the checkpoint's, else {DEFAULT_MODEL})")
     parser.add_argument("--backbone", help=f"CLIP backbone name (default: the checkpoint's, else {DEFAULT_BACKBONE})")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model build option (YAML value), e.g. fusion_layers=2; repeatable")
     parser.add_argument("--pretrained", help="backbone weights: a file or an open_clip tag")
     parser.add_argument("--checkpoint", metavar="PATH", help="model weights: a Trainer checkpoint (its stored config "
                         "then supplies model, backbone and frames unless given) or a plain state dict")
@@ -39,16 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds without a frame before the source counts as stalled (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); one frame at a "
+                        "time gains little from more, and on a busy machine 1 is often fastest")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> dict:
+    import torch
     from tqdm.auto import tqdm
 
     from actiondistill.models import create_model, load_weights
     from actiondistill.realtime import StreamingRecognizer, parse_labels, video_source, webcam_source
 
     labels = parse_labels(_label_text(args))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads {args.threads}: expected >= 1")
+        torch.set_num_threads(args.threads)
     weights, stored = _read_checkpoint(args.checkpoint) if args.checkpoint else (None, {})
     spec = _model_spec(args, stored)
     model = create_model(spec["name"], backbone=spec["backbone"], num_frames=spec["num_frames"],
@@ -79,6 +88,7 @@ def run(args: argparse.Namespace) -> dict:
         "num_frames": recognizer.num_frames,
         "stride": recognizer.stride,
         "smoothing": recognizer.smoothing,
+        "threads": torch.get_num_threads(),
         "predictions": [p.to_dict() for p in result.predictions],
         "stats": result.stats,
     }
@@ -115,6 +125,18 @@ def _label_text(args: argparse.Namespace) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _model_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--model-option {item!r}: expected KEY=VALUE, e.g. fusion_layers=2")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return options
+
+
 def _read_checkpoint(path: str) -> tuple[Mapping | None, dict[str, Any]]:
     """(the model state of a Trainer checkpoint, its stored config) or (None, {}) for plain weight files,
     which `load_weights` reads itself (state dicts, TinyCLIP wrappers, OpenAI archives, safetensors)."""
@@ -137,6 +159,7 @@ def _model_spec(args: argparse.Namespace, stored: dict[str, Any]) -> dict[str, A
     name = args.model or model_cfg.get("name") or DEFAULT_MODEL
     same_model = args.model is None or args.model == model_cfg.get("name")
     kwargs = dict(model_cfg.get("kwargs") or {}) if same_model else {}
+    kwargs.update(_model_options(args.model_option))
     return {
         "name": name,
         "backbone": args.backbone or model_cfg.get("backbone") or DEFAULT_BACKBONE,

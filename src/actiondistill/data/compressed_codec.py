@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from actiondistill.data.encode import write_video
-from actiondistill.data.video import VideoDecodeError, check_video_file
+from actiondistill.data.video import VideoDecodeError, open_container
 
 GOP_SIZE = 12
 #: Codecs whose P-frames always reference the previous I/P frame (one reference), so accumulation is exact.
@@ -54,16 +54,8 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 def open_video_stream(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open a file's first video stream, naming the file in every error (missing, empty, not a video, no video)."""
-    path = check_video_file(path)
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, OSError) as err:
-        raise VideoDecodeError(f"{path}: not a readable video container ({err})") from err
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
-        container.close()
-        raise VideoDecodeError(f"{path}: has no video stream (streams: {', '.join(kinds)}); audio-only file?")
+    """Open a file's first video stream (errors name the file: see `data.video.open_container`)."""
+    container = open_container(path)
     return container, container.streams.video[0]
 
 

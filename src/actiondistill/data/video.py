@@ -112,8 +112,10 @@ def check_video_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
-    """Open with PyAV, turning FFmpeg's errors and image demuxers into `VideoDecodeError`."""
+def open_container(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a video with PyAV, naming the file in every error: missing, empty, not a container, a still image, or
+    no video stream (every module that demuxes with PyAV opens files here)."""
+    path = check_video_file(path)
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError) as err:
@@ -151,7 +153,7 @@ def _inspect(path: Path) -> _Facts:
     A file cut in decode order loses frames out of presentation order (B-frames), so frame indices past the
     cut would silently shift; the only safe answer is to refuse the file.
     """
-    with _open_container(path) as container:
+    with open_container(path) as container:
         stream = container.streams.video[0]
         fps, header, base = _fps(stream), stream.frames, stream.time_base
         reordered = bool(stream.codec_context.has_b_frames)
@@ -219,7 +221,7 @@ class PyAVReader(VideoReader):
 
     def _decode_count(self) -> int:
         count = 0
-        with _open_container(self.path) as container:
+        with open_container(self.path) as container:
             container.streams.video[0].thread_count = self.num_threads
             try:
                 for _ in container.decode(video=0):
@@ -236,7 +238,7 @@ class PyAVReader(VideoReader):
         last = max(wanted)
         frames: dict[int, np.ndarray] = {}
         position = -1
-        with _open_container(self.path) as container:
+        with open_container(self.path) as container:
             container.streams.video[0].thread_count = self.num_threads
             try:
                 for position, frame in enumerate(container.decode(video=0)):

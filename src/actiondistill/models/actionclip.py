@@ -26,8 +26,8 @@ class ActionCLIP(VideoCLIP):
         self.fusion_kind = fusion
         self.fusion = build_fusion(fusion, self.embed_dim, num_frames, fusion_layers)
 
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.fusion(self.encode_frames(frames))
+    def fuse_frames(self, frame_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.fusion(frame_embeddings)
 
 
 def _build(backbone: CLIP, fusion: str, **cfg) -> ActionCLIP:

@@ -115,6 +115,13 @@ class VideoCLIP(nn.Module):
         """The temporal part of the model: (B, T, D) frame embeddings -> (B, D) video embedding."""
         raise NotImplementedError
 
+    @property
+    def accepts_frame_embeddings(self) -> bool:
+        """True when encode_video is exactly "encode each frame, then fuse_frames", so per-frame embeddings
+        (cached, or streamed) can stand in for pixels; False for models that mix frames inside the image encoder."""
+        cls = type(self)
+        return cls.encode_video is VideoCLIP.encode_video and cls.fuse_frames is not VideoCLIP.fuse_frames
+
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame CLIP image embeddings, (B, T, 3, H, W) -> (B, T, D)."""
         frames = self._check_frames(frames)
@@ -219,7 +226,8 @@ class VideoCLIP(nn.Module):
     def _check_frames(self, frames: torch.Tensor) -> torch.Tensor:
         if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
             shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-            raise ValueError(f"frames: expected a float tensor (B, T, 3, H, W) or frame embeddings (B, T, D), got {shape}")
+            raise ValueError(f"frames: expected a float tensor (B, T, 3, H, W) or frame embeddings (B, T, D), "
+                             f"got {shape}")
         if not frames.is_floating_point():
             raise ValueError(f"frames: expected CLIP-normalised float frames, got dtype {frames.dtype}")
         return frames.to(dtype=self.backbone.visual.conv1.weight.dtype)
@@ -228,7 +236,7 @@ class VideoCLIP(nn.Module):
         if not embeddings.is_floating_point() or embeddings.shape[-1] != self.embed_dim:
             raise ValueError(f"frame embeddings: expected float (B, T, {self.embed_dim}) (this backbone's embedding "
                              f"size), got {embeddings.dtype} {tuple(embeddings.shape)}")
-        return embeddings.to(dtype=self.backbone.visual.proj.dtype)
+        return embeddings.to(dtype=self.logit_scale.dtype)
 
     def extra_repr(self) -> str:
         return f"num_frames={self.num_frames}, templates={len(self.templates)}, eval_scale={self.eval_logit_scale}"

@@ -15,5 +15,5 @@ class ViFiCLIP(VideoCLIP):
 
     default_templates = VIFICLIP_TEMPLATES
 
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.encode_frames(frames).mean(dim=1)
+    def fuse_frames(self, frame_embeddings: torch.Tensor) -> torch.Tensor:
+        return frame_embeddings.mean(dim=1)

@@ -113,6 +113,9 @@ class XCLIP(VideoCLIP):
 
     def frame_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, 3, H, W) -> frame embeddings (B, T, D) and time-averaged patch embeddings (B, N, D)."""
+        if isinstance(frames, torch.Tensor) and frames.ndim == 3:
+            raise ValueError("X-CLIP: precomputed frame embeddings (B, T, D) cannot be used: its cross-frame messages "
+                             "act inside every block of the image encoder, so it needs pixel frames (B, T, 3, H, W)")
         frames = self._check_frames(frames)
         b, t = frames.shape[:2]
         v = self.backbone.visual

@@ -136,6 +136,12 @@ def cached_frames(cache: str | os.PathLike, manifest_path: str | os.PathLike, sp
     return data
 
 
+def frames_to_images(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) frames to the CLIP input: float (N, 3, H, W), CLIP mean/std normalised."""
+    images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    return Normalize()(images)
+
+
 class FrameCaptionDataset(torch.utils.data.Dataset):
     """One decoded frame and one caption per item, for CLIP training and zero-shot testing.
 

@@ -183,7 +183,7 @@ def as_rgb_frame(image: Any, name: str, index: int) -> np.ndarray:
 
 
 def webcam_source(index: int = 0, timeout: float = 5.0, capture_factory: Callable[[int], Any] | None = None,
-                  buffer: int = 2) -> FrameSource:
+                  buffer: int = 2, drop_stale: bool = True) -> FrameSource:
     """Frames from an OpenCV camera (BGR converted to RGB), timestamped by the wall clock from the first frame.
 
     Args:
@@ -191,7 +191,9 @@ def webcam_source(index: int = 0, timeout: float = 5.0, capture_factory: Callabl
         timeout: seconds without a frame after which the camera counts as stalled (include the warm-up).
         capture_factory: builds the capture object (default `cv2.VideoCapture`); anything with its
             `isOpened()`, `read()` and `release()` works, which is how tests stand in for a camera.
-        buffer: frames queued ahead; the oldest is dropped when the consumer is slower than the camera.
+        buffer: frames queued ahead.
+        drop_stale: drop the oldest queued frame when the consumer is slower than the camera (live use);
+            False keeps every frame, delaying the predictions instead.
     """
     if capture_factory is None:
         import cv2
@@ -203,7 +205,7 @@ def webcam_source(index: int = 0, timeout: float = 5.0, capture_factory: Callabl
         raise RuntimeError(f"webcam {index}: cannot be opened (no camera at this index, in use by another program, "
                            "or no permission to use it)")
     name = f"webcam {index}"
-    return FrameSource(name, _capture_frames(capture, name), timeout=timeout, drop_stale=True, buffer=buffer)
+    return FrameSource(name, _capture_frames(capture, name), timeout=timeout, drop_stale=drop_stale, buffer=buffer)
 
 
 def _capture_frames(capture: Any, name: str) -> Iterator[Frame]:
@@ -217,12 +219,13 @@ def _capture_frames(capture: Any, name: str) -> Iterator[Frame]:
             if not ok or image is None:
                 log.info("%s: no more frames after %d", name, count)
                 return
-            start = time.perf_counter() if start is None else start
+            now = time.perf_counter()
+            start = now if start is None else start
             if isinstance(image, np.ndarray) and image.ndim == 2:
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
             else:
                 image = cv2.cvtColor(as_rgb_frame(image, name, count), cv2.COLOR_BGR2RGB)
-            yield Frame(image, count, time.perf_counter() - start)
+            yield Frame(image, count, now - start)
             count += 1
     finally:
         capture.release()
@@ -234,18 +237,10 @@ def video_source(path: str | os.PathLike, timeout: float | None = None) -> Frame
     Sequential decoding is the streaming access pattern; the random-access readers of `data.video` would
     decode from the start for each frame. With a `timeout`, decoding runs ahead in a reader thread.
     """
-    import av
+    from actiondistill.data.video import open_container
 
-    from actiondistill.data.video import VideoDecodeError, check_video_file
-
-    p = check_video_file(path)
-    try:
-        container = av.open(str(p), mode="r")
-    except (av.error.FFmpegError, OSError) as err:
-        raise VideoDecodeError(f"{p}: not a readable video container ({err})") from err
-    if not container.streams.video:
-        container.close()
-        raise VideoDecodeError(f"{p}: has no video stream")
+    p = Path(path)
+    container = open_container(p)
     return FrameSource(str(p), _decoded_frames(container, p), timeout=timeout)
 
 

@@ -23,10 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from actiondistill.data.transforms import eval_transform
-from actiondistill.models.actionclip import ActionCLIP
 from actiondistill.models.base import VideoCLIP
 from actiondistill.models.prompts import validate_labels, validate_templates
-from actiondistill.models.vificlip import ViFiCLIP
 from actiondistill.models.xclip import XCLIP
 from actiondistill.profiler import resolve_device
 from actiondistill.realtime.sources import Frame, SourceError, as_rgb_frame
@@ -37,12 +35,13 @@ Fusion = Callable[[torch.Tensor], torch.Tensor]
 
 
 def parse_labels(text: str) -> list[str]:
-    """A label list typed by a user: separated by commas or new lines; blank lines and '#' comment lines skipped.
+    """A label list typed by a user: separated by commas or new lines, '#' comment lines skipped.
 
-    The result is validated like every class list (no blank or duplicate labels).
+    Empty fields (a trailing comma, a blank line) are skipped, the rest validated like every class list
+    (no duplicates up to case and surrounding spaces).
     """
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    parts = [part for line in lines if line.strip() for part in line.split(",")]
+    parts = [part for line in lines for part in line.split(",") if part.strip()]
     if not parts:
         raise ValueError(f"labels {text!r}: expected labels separated by commas or new lines, e.g. 'running, jumping'")
     return validate_labels(parts)
@@ -51,20 +50,18 @@ def parse_labels(text: str) -> list[str]:
 def frame_fusion(model: VideoCLIP) -> Fusion:
     """The temporal half of `model.encode_video`: cached (B, T, D) frame embeddings -> (B, D) video embedding.
 
-    Only models whose `encode_video` is exactly "encode each frame, then fuse" are accepted; a subclass that
-    overrides `encode_video` could break the equality, so it is refused too.
+    Only models whose `encode_video` is exactly "encode each frame, then `fuse_frames`" are accepted
+    (`VideoCLIP.accepts_frame_embeddings`); anything else could not reuse frame embeddings exactly.
     """
     if isinstance(model, XCLIP):
         raise ValueError("xclip: X-CLIP's cross-frame attention makes every frame's embedding depend on the other "
                          "frames of its window, so embeddings cannot be reused across windows; stream an ActionCLIP "
                          "or ViFi-CLIP model, or score whole clips with ZeroShotClassifier")
-    if isinstance(model, ActionCLIP) and type(model).encode_video is ActionCLIP.encode_video:
-        return model.fusion
-    if isinstance(model, ViFiCLIP) and type(model).encode_video is ViFiCLIP.encode_video:
-        return lambda embeddings: embeddings.mean(dim=1)
-    raise ValueError(f"{type(model).__name__}: its encode_video is not known to split into per-frame encoding plus "
-                     "temporal fusion, so streaming could not reuse frame embeddings exactly; expected an ActionCLIP "
-                     "or ViFi-CLIP model")
+    if not model.accepts_frame_embeddings:
+        raise ValueError(f"{type(model).__name__}: its encode_video is not 'encode each frame, then fuse_frames', so "
+                         "streaming could not reuse frame embeddings exactly; expected e.g. an ActionCLIP or ViFi-CLIP "
+                         "model")
+    return model.fuse_frames
 
 
 def model_image_size(model: VideoCLIP) -> tuple[int, int]:
@@ -193,18 +190,13 @@ class StreamingRecognizer:
         self._buffer.append(embedding)
         position = self.frames
         self.frames += 1
-        prediction = None
-        fuse_ms = float("nan")
+        encode_ms, fuse_ms, prediction = (encoded - start) * 1e3, float("nan"), None
         if len(self._buffer) == self.num_frames and (position - self.num_frames + 1) % self.stride == 0:
             video = self.fuse(torch.stack(tuple(self._buffer)).unsqueeze(0))
-            probs = self._smooth(labels, self.window_probs(video, text)[0])
-            prediction = self._prediction(index, time_s, labels, probs.cpu())
-            done = time.perf_counter()
-            fuse_ms = (done - encoded) * 1e3
-            prediction.encode_ms, prediction.fuse_ms = (encoded - start) * 1e3, fuse_ms
-        else:
-            done = time.perf_counter()
-        self._timing.append((start, done, (encoded - start) * 1e3, fuse_ms))
+            probs = self._smooth(labels, self.window_probs(video, text)[0]).cpu()
+            fuse_ms = (time.perf_counter() - encoded) * 1e3
+            prediction = self._prediction(index, time_s, labels, probs, encode_ms, fuse_ms)
+        self._timing.append((start, time.perf_counter(), encode_ms, fuse_ms))
         return prediction
 
     def window_probs(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -225,10 +217,11 @@ class StreamingRecognizer:
         self._ema = (labels, probs)
         return probs
 
-    def _prediction(self, index: int, time_s: float, labels: list[str], probs: torch.Tensor) -> Prediction:
+    def _prediction(self, index: int, time_s: float, labels: list[str], probs: torch.Tensor, encode_ms: float,
+                    fuse_ms: float) -> Prediction:
         top = probs.topk(min(self.topk, len(labels)))
         topk = [(labels[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
-        return Prediction(index, float(time_s), labels, probs.float().numpy(), topk, 0.0, 0.0)
+        return Prediction(index, float(time_s), labels, probs.float().numpy(), topk, encode_ms, fuse_ms)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -1,0 +1,237 @@
+"""The embedded CLIPs, made once per world: `embedded-base` pretrained, `embedded-tiny` distilled from it.
+
+Stage 1 trains `embedded-base` from random initialisation with CLIP's contrastive loss on frame-caption pairs
+(the analogue of ViT-B CLIP). Stage 2 builds `embedded-tiny` by TinyCLIP weight inheritance from the trained base
+(even-stride layers, leading slices of every tensor) and trains it with affinity mimicking against the frozen base,
+blended with its own contrastive loss (the analogue of TinyCLIP). TinyCLIP shrinks in steps (100 -> 75 -> 50%);
+here one inheritance step is used: the tiny model keeps 5 of 6 vision blocks and 3/4 of the vision width, and a
+75% stage would cost a third training run for a gap this small (`intermediate_config` builds one if wanted).
+
+Everything lands in data/clips/<key>/, where the key is the world's name plus a hash of the manifest and of the
+config: `embedded-base.pt`, `embedded-tiny.pt` (plain state dicts, `create_backbone(name, pretrained=path)` loads
+them), `report.json` (zero-shot accuracies, sizes, training times), the decoded frames (.npz) and the Trainer run
+folders. A complete folder is reused without training; an interrupted one resumes (finished stages are kept, a
+stage in progress continues from the Trainer's last epoch checkpoint, which is deleted once the stage is done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actiondistill.io import atomic_write_json, read_json
+
+#: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
+PRETRAIN_VERSION = 1
+STAGES = ("embedded-base", "embedded-tiny")
+HELDOUT_SPLITS = ("val", "test")
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class StageConfig:
+    """One stage's optimisation: AdamW (betas 0.9/0.98), cosine schedule with linear warm-up, gradient clipping."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_epochs: float = 0.3
+    clip_grad: float = 1.0
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that determines the embedded CLIPs of a world (`device` and `workers` only change speed).
+
+    `frames_per_clip` frames of each training clip are decoded (segment centres), `eval_frames_per_clip` of each
+    val/test clip for the zero-shot report. `positives`: "matching" (every caption true of a frame is a positive)
+    or "pairs" (plain CLIP). `blend` weighs affinity mimicking against the tiny model's own contrastive loss.
+    `jitter`: brightness/contrast/saturation augmentation strength (never hue: colour is an attribute).
+    """
+
+    frames_per_clip: int = 4
+    eval_frames_per_clip: int = 4
+    seed: int = 0
+    positives: str = "matching"
+    blend: float = 0.5
+    jitter: float = 0.0
+    base: StageConfig = field(default_factory=StageConfig)
+    tiny: StageConfig = field(default_factory=StageConfig)
+    device: str = "auto"
+    workers: int | None = None
+
+    def key_dict(self) -> dict[str, Any]:
+        """The fields that change the result (not the device or the decode workers)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "workers")}
+
+
+def clip_key(manifest_path: str | os.PathLike, cfg: PretrainConfig) -> str:
+    """`<world folder>-<12 hex>`: the hash covers the manifest's bytes, the config and PRETRAIN_VERSION."""
+    manifest = _manifest_file(manifest_path)
+    digest = hashlib.sha256()
+    digest.update(hashlib.sha256(manifest.read_bytes()).digest())
+    digest.update(json.dumps({"version": PRETRAIN_VERSION, **cfg.key_dict()}, sort_keys=True).encode())
+    return f"{manifest.parent.name}-{digest.hexdigest()[:12]}"
+
+
+def clips_dir(manifest_path: str | os.PathLike, cfg: PretrainConfig, root: str | os.PathLike | None = None) -> Path:
+    from actiondistill.paths import data_dir
+
+    return Path(root or data_dir() / "clips") / clip_key(manifest_path, cfg)
+
+
+def ensure_embedded_clips(manifest_path: str | os.PathLike, cfg: PretrainConfig | None = None, progress: bool = True,
+                          force: bool = False, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The embedded CLIPs of a world: trained (or resumed) unless the cache folder is complete.
+
+    Args:
+        manifest_path: a SynthActions manifest.json (or its folder), e.g. from `synthactions_manifest`.
+        cfg: the recipe (default `PretrainConfig()`).
+        force: delete this key's folder first and train again.
+        root: where cache folders live (default data/clips).
+
+    Returns {"dir", "key", "reused" (True when nothing was trained), "checkpoints": {name: path},
+    "report_path", "report"}.
+    """
+    cfg = cfg or PretrainConfig()
+    manifest = _manifest_file(manifest_path)
+    out = clips_dir(manifest, cfg, root)
+    if force and out.exists():
+        shutil.rmtree(out)
+    checkpoints = {name: out / f"{name}.pt" for name in STAGES}
+    report_path = out / REPORT_NAME
+    reused = report_path.is_file() and all(p.is_file() for p in checkpoints.values())
+    if not reused:
+        _build(manifest, cfg, out, progress)
+    return {"dir": str(out), "key": out.name, "reused": reused,
+            "checkpoints": {name: str(p) for name, p in checkpoints.items()}, "report_path": str(report_path),
+            "report": read_json(report_path)}
+
+
+def _manifest_file(manifest_path: str | os.PathLike) -> Path:
+    path = Path(manifest_path)
+    path = path / "manifest.json" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest (expected a SynthActions manifest.json, e.g. from "
+                                "`python -m actiondistill synth`)")
+    return path
+
+
+def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) -> None:
+    """Run the missing stages, then write the report (last: its presence marks a complete folder)."""
+    import torch
+
+    from actiondistill.data.synthetic import load_manifest
+    from actiondistill.models import create_backbone
+    from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames
+    from actiondistill.pretrain.zeroshot import zero_shot_accuracy
+
+    manifest = load_manifest(manifest_path)
+    atomic_write_json(out / "pretrain_config.json", {"manifest": str(manifest_path), "version": PRETRAIN_VERSION,
+                                                     **dataclasses.asdict(cfg)})
+    started = time.perf_counter()
+    train = cached_frames(out / "frames-train.npz", manifest_path, ["train"], cfg.frames_per_clip, cfg.workers,
+                          progress)
+    heldout = cached_frames(out / "frames-heldout.npz", manifest_path, list(HELDOUT_SPLITS),
+                            cfg.eval_frames_per_clip, cfg.workers, progress)
+    decode_seconds = time.perf_counter() - started
+    dataset = FrameCaptionDataset(train["frames"], train["clip"], manifest, seed=cfg.seed, jitter=cfg.jitter)
+    stages = {name: _run_stage(name, out, dataset, cfg, progress) for name in STAGES}
+
+    started = time.perf_counter()
+    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=cfg.seed)
+    models = {}
+    for name in STAGES:
+        model = create_backbone(name, pretrained=out / f"{name}.pt")
+        with torch.no_grad():
+            zero_shot = zero_shot_accuracy(model, heldout["frames"], test.attributes, test.vocab, progress=progress)
+        models[name] = {"zero_shot": zero_shot, "params": parameter_counts(model), **stages[name]}
+    atomic_write_json(out / REPORT_NAME, {
+        "key": out.name, "manifest": str(manifest_path), "version": PRETRAIN_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "train_frames": len(dataset), "train_clips": int(len(set(train["clip"].tolist()))),
+        "heldout": {"splits": list(HELDOUT_SPLITS), "clips": int(len(set(heldout["clip"].tolist()))),
+                    "frames": len(heldout["frames"])},
+        "decode_seconds": round(decode_seconds, 2), "report_seconds": round(time.perf_counter() - started, 2),
+        "models": models,
+    })
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """Visual tower, text tower (everything else but the logit scale) and total parameters."""
+    from actiondistill.models import visual_parameter_count
+
+    total = sum(p.numel() for p in model.parameters())
+    visual = visual_parameter_count(model)
+    return {"visual": visual, "text": total - visual - model.logit_scale.numel(), "total": total}
+
+
+def inherited_student(teacher: Any, name: str = "embedded-tiny") -> tuple[Any, Any]:
+    """The tiny CLIP's starting point: TinyCLIP weight inheritance from the trained base, in one step."""
+    from actiondistill.models import make_inherited
+
+    return make_inherited(teacher, name)
+
+
+def _train_config(name: str, out: Path, cfg: PretrainConfig, stage: StageConfig, objective: str,
+                  kwargs: dict[str, Any]):
+    from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
+
+    run = out / f"{name}-run"
+    return TrainConfig(
+        seed=cfg.seed, run_name=f"pretrain-{name}-{out.name}", out_dir=str(run), results_dir=str(run),
+        device=cfg.device, epochs=stage.epochs,
+        data=DataConfig(dataset="synthactions-frames", num_frames=1, batch_size=stage.batch_size, flip=False,
+                        eval_split=None),
+        model=ModelConfig(name="open_clip", backbone=name),
+        optim=OptimConfig(lr=stage.lr, fusion_lr_mult=1.0, weight_decay=stage.weight_decay, betas=(0.9, 0.98),
+                          warmup_epochs=stage.warmup_epochs, clip_grad=stage.clip_grad),
+        objective=ObjectiveConfig(name=objective, kwargs=kwargs),
+    )
+
+
+def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress: bool) -> dict[str, Any]:
+    """Train one stage unless its weights exist; returns its record (stored as `<name>.json`)."""
+    from actiondistill.engine.checkpoint import CHECKPOINT_NAME
+    from actiondistill.engine.seeding import seed_everything
+    from actiondistill.models import create_backbone, save_weights
+    from actiondistill.pretrain import objectives  # noqa: F401  (registers the objectives)
+    from actiondistill.train import Trainer
+
+    weights, record_path = out / f"{name}.pt", out / f"{name}.json"
+    if weights.is_file() and record_path.is_file():
+        return read_json(record_path)
+    started = time.perf_counter()
+    seed_everything(cfg.seed)
+    record: dict[str, Any] = {}
+    if name == "embedded-base":
+        model, teachers = create_backbone(name), {}
+        tcfg = _train_config(name, out, cfg, cfg.base, "clip_contrastive", {"positives": cfg.positives})
+    else:
+        teacher = create_backbone("embedded-base", pretrained=out / "embedded-base.pt")
+        model, inheritance = inherited_student(teacher, name)
+        record["inheritance"] = {"layer_map": inheritance.layer_map, "summary": inheritance.summary()}
+        teachers = {"teacher": teacher}
+        tcfg = _train_config(name, out, cfg, cfg.tiny, "tinyclip_distill",
+                             {"blend": cfg.blend, "positives": cfg.positives})
+    trainer = Trainer(tcfg, model.train(), dataset, objective=None, teachers=teachers, progress=progress)
+    trainer.fit(resume=True)
+    epochs = [h for h in trainer.history if h["split"] == "train"]
+    record.update({
+        "train_seconds": round(sum(h["time_s"] for h in epochs), 2), "epochs": len(epochs),
+        "stage_seconds": round(time.perf_counter() - started, 2),  # this call's wall time (after a resume: part)
+        "steps": trainer.global_step, "batch_size": tcfg.data.batch_size,
+        "history": [{k: v for k, v in h.items() if not k.startswith("lr/")} for h in epochs],
+    })
+    atomic_write_json(record_path, record)
+    save_weights(model, weights)
+    (trainer.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)  # optimiser state: only needed to resume
+    return record

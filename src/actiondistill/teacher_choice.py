@@ -1,0 +1,344 @@
+"""Chapter 2's experiment: train every candidate teacher the same way, measure it the same way, choose by a rule.
+
+The candidates are ActionCLIP with each of its fusion heads, X-CLIP and ViFi-CLIP, all on one CLIP backbone with one
+recipe: the one Trainer, the ActionCLIP objective, the same epochs, batch size, learning rates, frames and seeds.
+
+Two regimes, one switch (`freeze_image_encoder`):
+- frozen (the embedded profile, a 2-core CPU): the CLIP image encoder is frozen; models whose `encode_video` is
+  "encode each frame, then fuse" train on cached frame embeddings (actiondistill.features), while the text encoder,
+  the logit scale and the model's own modules train. X-CLIP's cross-frame messages live inside the image encoder,
+  so it trains on pixels with the CLIP image weights frozen and its messages, integration transformer and prompt
+  generator trainable. No candidate sees pixel augmentation (cached features cannot have it): TSN frame sampling
+  is the only training randomness.
+- full fine-tuning (the real profiles, a GPU): every candidate trains end to end on pixels with ActionCLIP's
+  augmentation.
+
+`selection_rule` is fixed before any result is seen; `select_teacher` applies it to the measured summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from actiondistill.config import TrainConfig, to_dict
+from actiondistill.io import atomic_write_json, read_json
+
+#: Registry names of the candidates, in the order tables list them.
+CANDIDATES = ("actionclip-meanp", "actionclip-conv1d", "actionclip-lstm", "actionclip-transf", "actionclip-transf_cls",
+              "xclip", "vificlip")
+#: How the book names them.
+LABELS = {
+    "actionclip-meanp": "ActionCLIP meanP",
+    "actionclip-conv1d": "ActionCLIP Conv1D",
+    "actionclip-lstm": "ActionCLIP LSTM",
+    "actionclip-transf": "ActionCLIP Transf",
+    "actionclip-transf_cls": "ActionCLIP Transf_cls",
+    "xclip": "X-CLIP",
+    "vificlip": "ViFi-CLIP",
+}
+#: Published figures (REFERENCE.md), top-1 %; the K400 rows are ViT-B/16 unless said otherwise.
+REPORTED = [
+    {"model": "ActionCLIP", "benchmark": "Kinetics-400", "frames": 8, "top1": 81.09, "gflops": math.nan},
+    {"model": "ActionCLIP", "benchmark": "Kinetics-400", "frames": 16, "top1": 81.68, "gflops": math.nan},
+    {"model": "ActionCLIP", "benchmark": "Kinetics-400", "frames": 32, "top1": 82.32, "gflops": math.nan},
+    {"model": "X-CLIP", "benchmark": "Kinetics-400", "frames": 8, "top1": 83.8, "gflops": 145.0},
+    {"model": "ViFi-CLIP", "benchmark": "Kinetics-400", "frames": 16, "top1": 83.9, "gflops": 281.0},
+    {"model": "ActionCLIP", "benchmark": "HMDB51 zero-shot", "frames": math.nan, "top1": 40.8, "gflops": math.nan},
+    {"model": "X-CLIP", "benchmark": "HMDB51 zero-shot", "frames": 32, "top1": 44.6, "gflops": math.nan},
+    {"model": "ViFi-CLIP", "benchmark": "HMDB51 zero-shot", "frames": math.nan, "top1": 51.3, "gflops": math.nan},
+    {"model": "ActionCLIP", "benchmark": "UCF101 zero-shot", "frames": math.nan, "top1": 58.3, "gflops": math.nan},
+    {"model": "X-CLIP", "benchmark": "UCF101 zero-shot", "frames": 32, "top1": 72.0, "gflops": math.nan},
+    {"model": "ViFi-CLIP", "benchmark": "UCF101 zero-shot", "frames": math.nan, "top1": 76.8, "gflops": math.nan},
+]
+WEIGHTS_NAME = "model.pt"
+
+
+def reported_table() -> pd.DataFrame:
+    """The published numbers, labelled as reported (not measured here); GFLOPs as the papers give them."""
+    table = pd.DataFrame(REPORTED)
+    table.insert(0, "source", "reported")
+    return table
+
+
+def selection_rule(max_slowdown: float = 1.25, tie_points: float = 1.0, latency_frames: int = 16) -> str:
+    """The rule in words, to state before the results."""
+    return (f"among the candidates whose {latency_frames}-frame latency is at most {max_slowdown:g}x the fastest "
+            f"candidate's, take the highest mean closed-set top-1; candidates within {tie_points:g} point(s) of it "
+            "count as tied, and the tie goes to the highest mean zero-shot top-1")
+
+
+def model_kwargs(name: str, fusion_layers: int) -> dict[str, Any]:
+    """Per-candidate constructor options: transformer depth for ActionCLIP's transformer heads, nothing else."""
+    return {"fusion_layers": fusion_layers} if name.startswith("actionclip-transf") else {}
+
+
+def candidate_config(base: TrainConfig, name: str, seed: int, run_prefix: str, fusion_layers: int,
+                     runs_dir: str | Path | None = None) -> TrainConfig:
+    """`base` with the candidate's model, the seed, and a run name / folder of its own."""
+    from actiondistill.paths import data_dir
+
+    run_name = f"{run_prefix}-{name}-seed{seed}"
+    out_dir = Path(runs_dir) if runs_dir is not None else data_dir() / "runs" / run_prefix
+    model = dataclasses.replace(base.model, name=name, kwargs=model_kwargs(name, fusion_layers))
+    return dataclasses.replace(base, seed=seed, model=model, run_name=run_name, out_dir=str(out_dir / run_name))
+
+
+def frozen_pixel_kwargs(cfg: TrainConfig) -> TrainConfig:
+    """Pixels exactly as the cached features see them: full-frame crop, no flip, jitter or grayscale."""
+    kwargs = {**cfg.data.kwargs, "train_transform": {"scales": [1.0], "jitter_p": 0.0, "grayscale_p": 0.0}}
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, flip=False, kwargs=kwargs))
+
+
+def choice_datasets(cfg: TrainConfig, features: Any = None) -> dict[str, Any]:
+    """Train, test and (SynthActions only) zero-shot datasets: cached features when given, else pixels.
+
+    Train and test are restricted to the seen classes, zero-shot to the held-out ones (labels renumbered).
+    """
+    from actiondistill.train import _seen_or_heldout, build_dataset
+
+    d = cfg.data
+    synthetic = d.dataset not in ("hmdb51", "ucf101")
+    splits = {"train": (d.train_split, True), "test": (d.test_split, False)}
+    if synthetic:
+        splits["zeroshot"] = (d.zeroshot_split, False)
+    if features is None:
+        return {key: build_dataset(cfg, split, train) for key, (split, train) in splits.items()}
+    from actiondistill.data.sampling import FrameSampler
+    from actiondistill.features import FrameFeatureDataset, manifest_file
+    from actiondistill.paths import data_dir
+
+    manifest = manifest_file(d.manifest if Path(d.manifest).is_absolute() else data_dir() / d.manifest)
+    out = {}
+    for key, (split, train) in splits.items():
+        sampler = FrameSampler(kind=d.sampler, frames=d.num_frames, train=train, **d.kwargs.get("sampler", {}))
+        dataset = FrameFeatureDataset(features, manifest, split, sampler=sampler, seed=cfg.seed)
+        out[key] = _seen_or_heldout(dataset, manifest, split, zero_shot=split == d.zeroshot_split)
+    return out
+
+
+def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder: bool = True,
+                    progress: bool = True) -> dict[str, Any]:
+    """Train one candidate with one seed, evaluate it closed-set and zero-shot, and return one tidy row.
+
+    With `freeze_image_encoder`, `features` (a FrameFeatures of the same backbone weights) replaces pixels for the
+    models that accept frame embeddings. The run folder keeps the final weights (`model.pt`), not the optimiser
+    state; an evaluation record `<run_name>-eval` joins the Trainer's record in the results folder.
+    """
+    import torch
+
+    from actiondistill.engine.checkpoint import CHECKPOINT_NAME
+    from actiondistill.engine.records import build_record, count_parameters, write_record
+    from actiondistill.engine.seeding import seed_everything
+    from actiondistill.evaluate import class_texts_of, evaluate, scalar_metrics, zero_shot_eval
+    from actiondistill.train import Trainer, build_model
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.data.num_frames)
+    use_features = freeze_image_encoder and features is not None and model.accepts_frame_embeddings
+    if freeze_image_encoder:
+        model.backbone.visual.requires_grad_(False)
+        if not use_features:
+            cfg = frozen_pixel_kwargs(cfg)
+    data = choice_datasets(cfg, features if use_features else None)
+    trainer = Trainer(cfg, model, data["train"], val_data=None, progress=progress)
+    started = time.perf_counter()
+    fit = trainer.fit()
+    train_s = time.perf_counter() - started
+    out_dir = Path(trainer.out_dir)
+    torch.save(model.state_dict(), out_dir / WEIGHTS_NAME)
+    (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+
+    started = time.perf_counter()
+    batch = cfg.eval.batch_size or cfg.data.batch_size
+    closed = evaluate(model, data["test"], batch_size=batch, progress=progress, desc="test")
+    zero = None
+    if "zeroshot" in data:
+        zero = zero_shot_eval(model, data["zeroshot"], class_texts=class_texts_of(data["zeroshot"]), batch_size=batch,
+                              progress=progress, desc="zero-shot")
+    eval_s = time.perf_counter() - started
+    params = count_parameters(model)
+    row = {
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "top1": closed["top1"],
+        "top5": closed["top5"],
+        "mean_class_acc": closed["mean_class_acc"],
+        "zs_top1": zero["top1"] if zero else math.nan,
+        "zs_mean_class_acc": zero["mean_class_acc"] if zero else math.nan,
+        "classes": closed["num_classes"],
+        "zs_classes": zero["num_classes"] if zero else 0,
+        "train_loss": fit["train"]["loss"],
+        "train_acc": fit["train"]["acc"],
+        "epochs": fit["epoch"],
+        "steps": fit["global_step"],
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "input": "cached frame embeddings" if use_features else "pixels",
+        "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
+        "trainable_m": params["trainable"] / 1e6,
+        "params_m": params["total"] / 1e6,
+        "weights": str(out_dir / WEIGHTS_NAME),
+        "reversal_errors": reversal_errors(closed["confusion"], closed["classes"]),
+    }
+    metrics = {"test": scalar_metrics(closed), "zeroshot": scalar_metrics(zero) if zero else None, "row": row}
+    write_record(build_record("evaluation", f"{trainer.run_name}-eval", metrics, config=to_dict(cfg), seed=cfg.seed,
+                              model=model, device=trainer.device), cfg.results_dir)
+    return row
+
+
+def reversal_errors(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> float:
+    """Share (%) of closed-set errors that name the clip's time-reversal partner (SynthActions; NaN elsewhere).
+
+    A model blind to frame order cannot tell a clip from its reversal, so its errors concentrate there.
+    """
+    from actiondistill.data.synthetic import reverse_action
+
+    index = {c: i for i, c in enumerate(classes)}
+    errors = partner = 0
+    for true, row in enumerate(confusion):
+        errors += sum(row) - row[true]
+        try:
+            other = reverse_action(classes[true])
+        except (KeyError, ValueError):
+            return math.nan
+        if other in index:
+            partner += row[index[other]]
+    return 100.0 * partner / errors if errors else math.nan
+
+
+def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: Any = None,
+               freeze_image_encoder: bool = True, fusion_layers: int = 2, run_prefix: str = "teacher-choice",
+               runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every candidate named in `seeds` (name -> its seeds); one row per (candidate, seed).
+
+    Rows follow the order of `seeds`; `progress` shows a bar over runs and each run's own bars.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = sorted(set(seeds) - set(CANDIDATES))
+    if unknown:
+        raise ValueError(f"candidates {unknown}: unknown; expected names from {CANDIDATES}")
+    jobs = [(name, seed) for name, names_seeds in seeds.items() for seed in names_seeds]
+    if not jobs:
+        raise ValueError("seeds: expected at least one candidate with at least one seed")
+    rows = []
+    bar = tqdm(jobs, desc="candidates x seeds", disable=not progress)
+    for name, seed in bar:
+        bar.set_postfix(model=name, seed=seed)
+        cfg = candidate_config(base, name, seed, run_prefix, fusion_layers, runs_dir)
+        rows.append(train_candidate(cfg, features, freeze_image_encoder, progress=False))
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "train_s")) -> pd.DataFrame:
+    """Mean, std, min and max over seeds per candidate (columns `<metric>_<stat>`), plus the seed count."""
+    grouped = runs.groupby("model", sort=False)
+    table = grouped[list(metrics)].agg(["mean", "std", "min", "max"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table.insert(0, "seeds", grouped.size())
+    return table
+
+
+def pareto_front(table: pd.DataFrame, latency: str = "latency_ms", accuracy: str = "top1_mean") -> pd.Series:
+    """True for rows no other row beats: none is at least as fast and at least as accurate, and better in one."""
+    lat, acc = table[latency].to_numpy(), table[accuracy].to_numpy()
+    front = []
+    for i in range(len(table)):
+        dominated = any(lat[j] <= lat[i] and acc[j] >= acc[i] and (lat[j] < lat[i] or acc[j] > acc[i])
+                        for j in range(len(table)) if j != i)
+        front.append(not dominated)
+    return pd.Series(front, index=table.index, name="pareto")
+
+
+def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: float = 1.0,
+                   latency: str = "latency_ms", accuracy: str = "top1_mean",
+                   zero_shot: str = "zs_top1_mean") -> dict[str, Any]:
+    """Apply `selection_rule` to a table indexed by candidate with latency, accuracy and zero-shot columns.
+
+    A missing zero-shot score (real datasets) leaves ties to the closed-set accuracy. Returns the teacher and the
+    steps that led to it (eligible and tied candidates, the fastest latency).
+    """
+    if table.empty:
+        raise ValueError("select_teacher: the table has no candidates")
+    missing = [c for c in (latency, accuracy, zero_shot) if c not in table.columns]
+    if missing:
+        raise ValueError(f"select_teacher: columns {missing} missing; the table has {list(table.columns)}")
+    fastest = float(table[latency].min())
+    eligible = table[table[latency] <= max_slowdown * fastest]
+    best = float(eligible[accuracy].max())
+    tied = eligible[eligible[accuracy] >= best - tie_points]
+    tie_scores = tied[zero_shot].fillna(-math.inf) + 1e-9 * tied[accuracy]
+    teacher = str(tie_scores.idxmax())
+    return {"teacher": teacher, "fastest_ms": fastest, "eligible": [str(n) for n in eligible.index],
+            "tied": [str(n) for n in tied.index], "best_top1": best,
+            "rule": selection_rule(max_slowdown, tie_points), "max_slowdown": max_slowdown, "tie_points": tie_points}
+
+
+def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32),
+                  fusion_layers: int = 2, warmup: int = 2, iters: int = 8, progress: bool = True) -> pd.DataFrame:
+    """CPU latency (batch 1) of classifying one clip of pixels among `class_texts`, per candidate and frame count.
+
+    What is timed is `predict_proba` with the class texts' embeddings already cached (they are computed once in
+    deployment): the image encoder on every frame, the model's temporal part, and for X-CLIP its per-video prompt
+    generator. Random weights: latency does not depend on their values. Rows as `profiler.sweep` returns them.
+    """
+    import torch
+
+    from actiondistill.models import create_model
+    from actiondistill.models.backbones import backbone_config
+    from actiondistill.profiler import sweep
+
+    texts = list(class_texts)
+
+    def factory(name: str):
+        return lambda t: create_model(name, backbone=backbone, num_frames=t, **model_kwargs(name, fusion_layers))
+
+    def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
+        return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts
+
+    side = backbone_config(backbone)["vision_cfg"]["image_size"]
+    return sweep({name: factory(name) for name in names}, frames=frames, batches=(1,), image_size=side,
+                 warmup=warmup, iters=iters, method="predict_proba", make_inputs=inputs, backbone="backbone.visual",
+                 progress=progress)
+
+
+def choice_path(profile: str, results_dir: str | Path | None = None) -> Path:
+    """data/results/teacher_choice-<profile>.json: where later chapters find the teacher of their profile."""
+    from actiondistill.paths import results_dir as default_results
+
+    return Path(results_dir or default_results()) / f"teacher_choice-{profile}.json"
+
+
+def write_choice(path: str | Path, decision: Mapping[str, Any], base: TrainConfig, runs: pd.DataFrame,
+                 table: pd.DataFrame, fusion_layers: int, extra: Mapping[str, Any] | None = None) -> Path:
+    """Record the chosen teacher with what later chapters need to rebuild it: model config and per-seed weights."""
+    teacher = decision["teacher"]
+    mine = runs[runs["model"] == teacher]
+    record = {
+        "teacher": teacher,
+        "label": LABELS.get(teacher, teacher),
+        "model": {"name": teacher, "backbone": base.model.backbone, "pretrained": base.model.pretrained,
+                  "num_frames": base.data.num_frames, "kwargs": model_kwargs(teacher, fusion_layers)},
+        "weights": {int(s): w for s, w in zip(mine["seed"], mine["weights"], strict=True)},
+        "decision": dict(decision),
+        "summary": table.reset_index().to_dict(orient="records"),
+        "config": to_dict(base),
+        **(dict(extra) if extra else {}),
+    }
+    return atomic_write_json(path, record)
+
+
+def read_choice(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
+    """The teacher chosen by chapter 2 under `profile` (run chapter 2 first)."""
+    path = choice_path(profile, results_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no teacher chosen for profile {profile!r} yet; run chapter 2 "
+                                f"(python -m actiondistill book --profile {profile} --only 02_teacher)")
+    return read_json(path)

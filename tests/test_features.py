@@ -1,0 +1,176 @@
+"""The frame-feature cache: exact embeddings, reuse from disk, cache keys, the dataset over it, and the models and
+engine running on embeddings instead of pixels (the frozen-image-encoder regime of chapter 2)."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from actiondistill.config import DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
+from actiondistill.data.datasets import VideoDataset
+from actiondistill.data.sampling import FrameSampler
+from actiondistill.data.synthetic import generate
+from actiondistill.data.transforms import eval_transform
+from actiondistill.data.video import open_video
+from actiondistill.evaluate import evaluate
+from actiondistill.features import FrameFeatureCache, FrameFeatureDataset
+from actiondistill.models import create_backbone, create_model
+from actiondistill.train import Trainer
+
+MICRO = "test-micro-features"
+MICRO_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+SIZE, FRAMES, T = 32, 6, 4
+VIDEO_MODELS = ["actionclip-meanp", "actionclip-conv1d", "actionclip-lstm", "actionclip-transf",
+                "actionclip-transf_cls", "vificlip"]
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """A tiny CLIP architecture registered with open_clip, and two weight files of it."""
+    folder = tmp_path_factory.mktemp("micro")
+    (folder / f"{MICRO}.json").write_text(json.dumps(MICRO_CFG))
+    open_clip.add_model_config(folder / f"{MICRO}.json")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(folder / f"weights{seed}.pt")
+        torch.save(create_backbone(MICRO).state_dict(), paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate(out, videos=36, size=SIZE, frames=FRAMES, workers=1, progress=False)
+    return out / "manifest.json"
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def features(manifest, micro, cache_root):
+    cache = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, batch_size=7, progress=False)
+    result = cache.get()
+    assert cache.computed and cache.path.is_file()
+    return result
+
+
+@pytest.fixture(scope="module")
+def backbone(micro):
+    return create_backbone(MICRO, pretrained=micro[0])
+
+
+def test_features_equal_the_backbones_own_encoding(features, manifest, backbone):
+    clips = json.loads(manifest.read_text())["clips"]
+    assert features.paths == [c["path"] for c in clips]
+    assert int(features.offsets[-1]) == features.features.shape[0] == len(clips) * FRAMES
+    for clip in (0, 5, len(clips) - 1):
+        with open_video(manifest.parent / clips[clip]["path"]) as reader:
+            pixels = eval_transform(SIZE)(reader.read(range(reader.num_frames)))
+        with torch.no_grad():
+            direct = backbone.encode_image(pixels)
+        assert torch.allclose(features.frames(clip), direct, atol=1e-5)
+        assert torch.allclose(features.frames(clip, [3, 0]), direct[[3, 0]], atol=1e-5)
+
+
+def test_second_call_loads_from_disk(features, manifest, micro, cache_root, monkeypatch):
+    monkeypatch.setattr(FrameFeatureCache, "compute", lambda self: pytest.fail("features were recomputed"))
+    again = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, progress=False)
+    loaded = again.get()
+    assert not again.computed
+    assert torch.equal(loaded.features, features.features) and torch.equal(loaded.offsets, features.offsets)
+    assert loaded.meta["key"] == again.key
+
+
+def test_key_follows_weights_manifest_and_size(manifest, micro, cache_root, tmp_path):
+    key = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root).key
+    assert FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root).key == key
+    assert FrameFeatureCache(manifest, MICRO, micro[1], SIZE, root=cache_root).key != key
+    assert FrameFeatureCache(manifest, MICRO, micro[0], SIZE + 8, root=cache_root).key != key
+    edited = tmp_path / "manifest.json"
+    edited.write_text(manifest.read_text() + "\n")
+    assert FrameFeatureCache(edited, MICRO, micro[0], SIZE, root=cache_root).key != key
+    with pytest.raises(ValueError, match="pretrained=None"):
+        FrameFeatureCache(manifest, MICRO, None, SIZE)
+
+
+def test_dataset_sees_the_frames_a_video_dataset_would(features, manifest, backbone):
+    sampler = FrameSampler("tsn", frames=T, train=True)
+    cached = FrameFeatureDataset(features, manifest, "train", sampler=sampler, seed=5)
+    pixels = VideoDataset.from_manifest(manifest, "train", sampler=sampler, transform=eval_transform(SIZE), seed=5)
+    assert len(cached) == len(pixels) and cached.labels == pixels.labels and cached.classes == pixels.classes
+    for epoch in (0, 3):
+        cached.set_epoch(epoch)
+        pixels.set_epoch(epoch)
+        for i in (0, len(cached) - 1):
+            a, b = cached[i], pixels[i]
+            assert a["frames"].shape == (T, MICRO_CFG["embed_dim"]) and a["label"] == b["label"] and a["index"] == i
+            with torch.no_grad():
+                assert torch.allclose(a["frames"], backbone.encode_image(b["frames"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VIDEO_MODELS)
+def test_encode_video_on_embeddings_equals_pixels(name, backbone):
+    torch.manual_seed(0)
+    model = create_model(name, backbone=backbone, num_frames=T, **({"fusion_layers": 1} if "transf" in name else {}))
+    pixels = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        direct = model.encode_video(pixels)
+        cached = model.encode_video(model.encode_frames(pixels))
+        labels = ["spinning clockwise", "growing"]
+        assert torch.allclose(model.predict_proba(model.encode_frames(pixels), labels),
+                              model.predict_proba(pixels, labels), atol=1e-5)
+    assert model.accepts_frame_embeddings
+    assert torch.allclose(direct, cached, atol=1e-5)
+    with pytest.raises(ValueError, match="frame embeddings"):
+        model.encode_video(torch.randn(2, T, 7))
+
+
+def test_xclip_refuses_embeddings(backbone):
+    model = create_model("xclip", backbone=backbone, num_frames=T)
+    assert not model.accepts_frame_embeddings
+    with pytest.raises(ValueError, match="pixel frames"):
+        model.encode_video(torch.randn(2, T, MICRO_CFG["embed_dim"]))
+    with pytest.raises(ValueError, match="pixel frames"):
+        model(torch.randn(2, T, MICRO_CFG["embed_dim"]), ["growing", "shrinking"])
+
+
+def test_trainer_and_evaluate_run_on_features(features, manifest, micro, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("actionclip-transf", backbone=MICRO, pretrained=micro[0], num_frames=T, fusion_layers=1)
+    model.backbone.visual.requires_grad_(False)
+    train = FrameFeatureDataset(features, manifest, "train", sampler=FrameSampler("tsn", T, train=True))
+    cfg = TrainConfig(epochs=6, device="cpu", out_dir=str(tmp_path / "run"), results_dir=str(tmp_path / "results"),
+                      data=DataConfig(num_frames=T, batch_size=8, eval_split=None),
+                      optim=OptimConfig(lr=1e-3, fusion_lr_mult=1.0, warmup_epochs=0.0, amp=False),
+                      objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    trainer = Trainer(cfg, model, train, progress=False)
+    visual_before = [p.clone() for p in model.backbone.visual.parameters()]
+    trainer.fit()
+    losses = [h["loss"] for h in trainer.history if h["split"] == "train"]
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(visual_before, model.backbone.visual.parameters(), strict=True))
+
+    test_sampler = FrameSampler("tsn", T, train=False)
+    on_features = evaluate(model, FrameFeatureDataset(features, manifest, "test", sampler=test_sampler),
+                           batch_size=4, progress=False)
+    on_pixels = evaluate(model, VideoDataset.from_manifest(manifest, "test", sampler=test_sampler,
+                                                           transform=eval_transform(SIZE)), batch_size=4, progress=False)
+    assert on_features["num_samples"] == on_pixels["num_samples"] > 0
+    assert on_features["top1"] == on_pixels["top1"]
+    assert on_features["nll"] == pytest.approx(on_pixels["nll"], abs=1e-4)
+
+    dense = FrameSampler("dense", frames=2, num_clips=2)
+    views = evaluate(model, FrameFeatureDataset(features, manifest, "test", sampler=dense), views=2, batch_size=4,
+                     progress=False)
+    assert views["views"] == 2 and views["num_samples"] == on_features["num_samples"]

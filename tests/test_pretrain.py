@@ -1,0 +1,213 @@
+"""Embedded CLIP pretraining: frame captions, objectives, the two-stage cached pipeline and its CLI (tiny world)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from actiondistill.cli import main as cli_main
+from actiondistill.data.synth_world import action_classes, action_parts
+from actiondistill.data.synthetic import load_manifest
+from actiondistill.losses import affinity_mimicking_loss, clip_infonce, tinyclip_loss
+from actiondistill.models import create_backbone
+from actiondistill.pretrain import PretrainConfig, StageConfig, clips_dir, ensure_embedded_clips
+from actiondistill.pretrain.frames import (
+    CAPTION_ATTRIBUTES,
+    FrameCaptionDataset,
+    cached_frames,
+    frame_indices,
+    template_attributes,
+)
+from actiondistill.pretrain.objectives import CLIPContrastive, TinyCLIPDistill, caption_matches, matching_infonce
+from actiondistill.pretrain.pipeline import inherited_student
+
+WORLD = {"videos": 60, "size": 64, "frames": 8, "seed": 0}
+STAGE = StageConfig(epochs=1, batch_size=16, lr=1e-3)
+CFG = PretrainConfig(frames_per_clip=1, eval_frames_per_clip=1, base=STAGE, tiny=STAGE, workers=1)
+CLI_ARGS = ["pretrain-clip", "--videos", "60", "--frames", "8", "--epochs", "1", "--batch-size", "16",
+            "--frames-per-clip", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 60-clip world and both CLIPs trained on it through the CLI (one epoch of a few steps each)."""
+    data = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACTIONDISTILL_DATA", str(data))
+        from actiondistill.data.sources import synthactions_manifest
+
+        manifest = synthactions_manifest(**WORLD, progress=False)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli_main([*CLI_ARGS, "--json"])
+        assert code == 0
+        yield {"manifest": manifest, "cli": json.loads(out.getvalue()), "data": data}
+
+
+@pytest.fixture(scope="module")
+def frames(trained):
+    return cached_frames(trained["data"] / "frames-test.npz", trained["manifest"], ["train"], 2, workers=1,
+                         progress=False)
+
+
+def _dataset(trained, frames, **kwargs):
+    return FrameCaptionDataset(frames["frames"], frames["clip"], load_manifest(trained["manifest"]), **kwargs)
+
+
+def test_cli_trains_both_clips_that_load_and_report_zero_shot_percentages(trained):
+    result = trained["cli"]
+    assert result["reused"] is False
+    for name in ("embedded-base", "embedded-tiny"):
+        model = create_backbone(name, pretrained=result["checkpoints"][name])
+        assert model.visual.transformer.width == {"embedded-base": 256, "embedded-tiny": 192}[name]
+        scores = result["models"][name]
+        assert set(scores["zero_shot"]) == {"shape", "colour", "scene"}
+        assert all(0.0 <= v <= 100.0 for v in scores["zero_shot"].values())
+        assert scores["chance"] == {"shape": round(100 / 7, 2), "colour": 12.5, "scene": round(100 / 6, 2)}
+    report = json.loads(open(result["report"]).read())
+    assert report["models"]["embedded-tiny"]["params"]["visual"] < report["models"]["embedded-base"]["params"]["visual"]
+    assert report["models"]["embedded-base"]["steps"] >= 1 and report["models"]["embedded-tiny"]["steps"] >= 1
+
+
+def test_second_call_reuses_without_training(trained, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(trained["data"]))
+    cfg = PretrainConfig(frames_per_clip=1, eval_frames_per_clip=1, base=STAGE, tiny=STAGE)
+    paths = trained["cli"]["checkpoints"]
+    mtimes = {name: os.stat(p).st_mtime_ns for name, p in paths.items()}
+    result = ensure_embedded_clips(trained["manifest"], cfg, progress=False)
+    assert result["reused"] is True and result["dir"] == trained["cli"]["dir"]
+    assert {name: os.stat(p).st_mtime_ns for name, p in paths.items()} == mtimes
+    # the finished stages dropped the Trainer's optimiser checkpoint, keeping its metrics
+    run = clips_dir(trained["manifest"], cfg) / "embedded-base-run"
+    assert (run / "metrics.jsonl").is_file() and not (run / "checkpoint.pt").exists()
+
+
+def test_cache_key_follows_the_config_but_not_the_device(trained):
+    base = clips_dir(trained["manifest"], CFG, root="r")
+    assert clips_dir(trained["manifest"], PretrainConfig(**{**CFG.__dict__, "device": "cpu"}), root="r") == base
+    assert clips_dir(trained["manifest"], PretrainConfig(**{**CFG.__dict__, "blend": 0.25}), root="r") != base
+    assert base.name.startswith("n60_s64_f8_seed0-")
+
+
+def test_tiny_starts_from_inherited_slices_of_the_base(trained):
+    base = create_backbone("embedded-base", pretrained=trained["cli"]["checkpoints"]["embedded-base"])
+    tiny, report = inherited_student(base)
+    assert report.layer_map == {"visual": [0, 1, 3, 4, 5], "text": [1, 3, 5]}
+    torch.testing.assert_close(tiny.visual.conv1.weight, base.visual.conv1.weight[:192])
+    torch.testing.assert_close(tiny.visual.transformer.resblocks[2].mlp.c_fc.weight,
+                               base.visual.transformer.resblocks[3].mlp.c_fc.weight[:768, :192])
+    q_rows = base.transformer.resblocks[1].attn.in_proj_weight[:128, :128]  # the first 2 heads of q
+    torch.testing.assert_close(tiny.transformer.resblocks[0].attn.in_proj_weight[:128], q_rows)
+    torch.testing.assert_close(tiny.token_embedding.weight, base.token_embedding.weight[:, :128])
+    torch.testing.assert_close(tiny.logit_scale, base.logit_scale)
+
+
+def test_frame_captions_never_name_the_action_and_vary_with_the_epoch(trained, frames):
+    data = _dataset(trained, frames, seed=3)
+    action_words = {w for label in action_classes() for w in label.split()} - {"the"}
+    manifest = load_manifest(trained["manifest"])
+    captions = {}
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        for i in range(len(data)):
+            text, template = data.caption(i)
+            assert not set(text.split()) & action_words, text
+            verb = action_parts(manifest["clips"][int(frames["clip"][i])]["label_text"])[0]
+            if verb in ("growing", "shrinking"):
+                assert "size" not in template_attributes(template)
+            captions.setdefault(i, []).append(text)
+    assert any(len(set(c)) > 1 for c in captions.values())
+    data.set_epoch(1)
+    again = [data.caption(i)[0] for i in range(len(data))]
+    assert again == [c[1] for c in captions.values()]
+    item = data[0]
+    assert item["image"].shape == (3, 64, 64) and item["attributes"].shape == (len(CAPTION_ATTRIBUTES),)
+
+
+def test_colour_jitter_keeps_hue(trained, frames):
+    plain, jittered = _dataset(trained, frames), _dataset(trained, frames, jitter=0.4)
+    changed = [i for i in range(8) if not torch.equal(plain[i]["image"], jittered[i]["image"])]
+    assert changed
+    assert jittered.jitter.hue == 0.0
+
+
+def test_frames_are_cached_with_their_parameters(trained, frames, tmp_path):
+    assert frames["frames"].dtype == np.uint8 and frames["frames"].shape[1:] == (64, 64, 3)
+    assert frames["frame"].tolist()[:2] == frame_indices(8, 2) == [2, 6]
+    again = cached_frames(trained["data"] / "frames-test.npz", trained["manifest"], ["train"], 2, progress=False)
+    np.testing.assert_array_equal(again["frames"], frames["frames"])
+    with pytest.raises(ValueError, match=re.escape("frames cached for")):
+        cached_frames(trained["data"] / "frames-test.npz", trained["manifest"], ["train"], 1, progress=False)
+
+
+def test_caption_matches_and_matching_loss_reduce_to_clip_infonce():
+    attributes = torch.tensor([[0, 1, 2, 0], [0, 2, 2, 0], [1, 1, 3, 1]])
+    mentions = torch.tensor([[True, True, True, True], [True, False, False, False], [False, True, False, False]])
+    matches = caption_matches(attributes, mentions)
+    # caption 1 says only "shape 0": true of images 0 and 1; caption 2 says only "colour 1": true of 0 and 2
+    assert matches.tolist() == [[True, True, True], [False, True, False], [False, False, True]]
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    torch.testing.assert_close(matching_infonce(img, txt, 10.0, torch.eye(3, dtype=torch.bool)),
+                               clip_infonce(img, txt, 10.0))
+    assert matching_infonce(img, txt, 10.0, matches) != clip_infonce(img, txt, 10.0)
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_loss_goes_down_on_a_fixed_batch(trained, frames, distill):
+    torch.manual_seed(0)
+    data = _dataset(trained, frames)
+    batch = torch.utils.data.default_collate([data[i] for i in range(12)])
+    student = create_backbone("embedded-tiny").train()
+    teachers = {}
+    if distill:
+        from actiondistill.engine.teachers import Teacher
+
+        teachers = {"teacher": Teacher("teacher", create_backbone("embedded-tiny"))}
+    objective = TinyCLIPDistill(blend=0.5) if distill else CLIPContrastive()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=2e-4)
+    losses = []
+    for _ in range(5):
+        loss, metrics = objective(student, batch, teachers, [])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 0.05 and losses == sorted(losses, reverse=True), losses
+    assert 0.0 <= float(metrics["acc"]) <= 1.0
+
+
+def test_distill_objective_with_pair_positives_is_tinyclip_loss(trained, frames):
+    from actiondistill.engine.teachers import Teacher
+
+    torch.manual_seed(0)
+    data = _dataset(trained, frames)
+    batch = torch.utils.data.default_collate([data[i] for i in range(6)])
+    student, teacher = create_backbone("embedded-tiny"), create_backbone("embedded-tiny")
+    loss, metrics = TinyCLIPDistill(blend=0.3, positives="pairs")(student, batch, {"teacher": Teacher("t", teacher)},
+                                                                   [])
+    from actiondistill.models import get_tokenizer
+
+    tokens = get_tokenizer(student)(batch["caption"])
+    with torch.no_grad():
+        s = student(batch["image"], tokens)
+        t = teacher(batch["image"], tokens)
+    expected = tinyclip_loss(s[0], s[1], t[0], t[1], s[2], t[2], blend=0.3)
+    torch.testing.assert_close(loss.detach(), expected)
+    torch.testing.assert_close(metrics["mimic"], affinity_mimicking_loss(s[0], s[1], t[0], t[1], s[2], t[2]))
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        ensure_embedded_clips(tmp_path / "nowhere.json", CFG, progress=False)
+    with pytest.raises(ValueError, match="positives"):
+        CLIPContrastive(positives="all")
+    with pytest.raises(ValueError, match="frames per clip"):
+        frame_indices(8, 9)
