@@ -174,3 +174,14 @@ def test_trainer_and_evaluate_run_on_features(features, manifest, micro, tmp_pat
     views = evaluate(model, FrameFeatureDataset(features, manifest, "test", sampler=dense), views=2, batch_size=4,
                      progress=False)
     assert views["views"] == 2 and views["num_samples"] == on_features["num_samples"]
+
+
+def test_bf16_features_are_close_and_keyed_apart(features, manifest, micro, cache_root):
+    cache = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, dtype="bf16", progress=False)
+    assert cache.key != FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root).key
+    half = cache.get()
+    assert half.features.dtype == torch.float32 and half.meta["dtype"] == "bf16"
+    similarity = torch.nn.functional.cosine_similarity(half.features, features.features)
+    assert similarity.min() > 0.99 and not torch.equal(half.features, features.features)
+    with pytest.raises(ValueError, match="dtype"):
+        FrameFeatureCache(manifest, MICRO, micro[0], SIZE, dtype="int8")

@@ -124,11 +124,13 @@ def choice_datasets(cfg: TrainConfig, features: Any = None) -> dict[str, Any]:
 
 
 def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder: bool = True,
-                    progress: bool = True) -> dict[str, Any]:
+                    freeze_token_embedding: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train one candidate with one seed, evaluate it closed-set and zero-shot, and return one tidy row.
 
     With `freeze_image_encoder`, `features` (a FrameFeatures of the same backbone weights) replaces pixels for the
-    models that accept frame embeddings. The run folder keeps the final weights (`model.pt`), not the optimiser
+    models that accept frame embeddings. `freeze_token_embedding` keeps the text tower's token table (most of its
+    parameters, of which a label set uses a few dozen rows) fixed: a cheaper step, the text transformer still
+    trains. The run folder keeps the final weights (`model.pt`), not the optimiser
     state; an evaluation record `<run_name>-eval` joins the Trainer's record in the results folder.
     """
     import torch
@@ -144,6 +146,9 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     use_features = freeze_image_encoder and features is not None and model.accepts_frame_embeddings
     if freeze_image_encoder:
         model.backbone.visual.requires_grad_(False)
+    if freeze_token_embedding:
+        model.backbone.token_embedding.requires_grad_(False)
+    if freeze_image_encoder:
         if not use_features:
             cfg = frozen_pixel_kwargs(cfg)
     data = choice_datasets(cfg, features if use_features else None)
@@ -214,11 +219,13 @@ def reversal_errors(confusion: Sequence[Sequence[int]], classes: Sequence[str]) 
 
 
 def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: Any = None,
-               freeze_image_encoder: bool = True, fusion_layers: int = 2, run_prefix: str = "teacher-choice",
+               freeze_image_encoder: bool = True, freeze_token_embedding: bool = False, fusion_layers: int = 2,
+               epochs: Mapping[str, int] | None = None, run_prefix: str = "teacher-choice",
                runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Train and evaluate every candidate named in `seeds` (name -> its seeds); one row per (candidate, seed).
 
-    Rows follow the order of `seeds`; `progress` shows a bar over runs and each run's own bars.
+    `epochs` overrides `base.epochs` for some candidates (where one's cost forces a smaller budget). Rows follow the
+    order of `seeds`; `progress` shows a bar over the runs.
     """
     from tqdm.auto import tqdm
 
@@ -233,7 +240,9 @@ def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: 
     for name, seed in bar:
         bar.set_postfix(model=name, seed=seed)
         cfg = candidate_config(base, name, seed, run_prefix, fusion_layers, runs_dir)
-        rows.append(train_candidate(cfg, features, freeze_image_encoder, progress=False))
+        if epochs and name in epochs:
+            cfg = dataclasses.replace(cfg, epochs=int(epochs[name]))
+        rows.append(train_candidate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=False))
     return pd.DataFrame(rows)
 
 

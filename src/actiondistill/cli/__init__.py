@@ -46,7 +46,9 @@ def default_format(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Our own progress messages at INFO; libraries (open_clip, papermill) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("actiondistill").setLevel(logging.INFO)
     module = args._module
     try:
         result = module.run(args)
