@@ -164,8 +164,8 @@ def test_trainer_and_evaluate_run_on_features(features, manifest, micro, tmp_pat
     test_sampler = FrameSampler("tsn", T, train=False)
     on_features = evaluate(model, FrameFeatureDataset(features, manifest, "test", sampler=test_sampler),
                            batch_size=4, progress=False)
-    on_pixels = evaluate(model, VideoDataset.from_manifest(manifest, "test", sampler=test_sampler,
-                                                           transform=eval_transform(SIZE)), batch_size=4, progress=False)
+    pixels = VideoDataset.from_manifest(manifest, "test", sampler=test_sampler, transform=eval_transform(SIZE))
+    on_pixels = evaluate(model, pixels, batch_size=4, progress=False)
     assert on_features["num_samples"] == on_pixels["num_samples"] > 0
     assert on_features["top1"] == on_pixels["top1"]
     assert on_features["nll"] == pytest.approx(on_pixels["nll"], abs=1e-4)
@@ -183,5 +183,7 @@ def test_bf16_features_are_close_and_keyed_apart(features, manifest, micro, cach
     assert half.features.dtype == torch.float32 and half.meta["dtype"] == "bf16"
     similarity = torch.nn.functional.cosine_similarity(half.features, features.features)
     assert similarity.min() > 0.99 and not torch.equal(half.features, features.features)
+    assert cache.agreement(half) == pytest.approx(float(similarity[: 2 * FRAMES].min()), abs=1e-5)
+    assert FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root).agreement(features) > 0.99999
     with pytest.raises(ValueError, match="dtype"):
         FrameFeatureCache(manifest, MICRO, micro[0], SIZE, dtype="int8")

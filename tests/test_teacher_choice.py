@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_features import MICRO, SIZE, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
 from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig

@@ -215,6 +215,19 @@ class FrameFeatureCache:
                 "device": str(self.device), "dtype": self.dtype, "compute_s": round(time.perf_counter() - started, 3)}
         return FrameFeatures(torch.cat(chunks).clone(), offsets, paths, meta)
 
+    @torch.inference_mode()
+    def agreement(self, features: FrameFeatures, clips: int = 2) -> float:
+        """Lowest cosine similarity between the cached embeddings of the first `clips` clips and a fresh fp32
+        encoding of their frames: 1.0 up to float rounding for fp32 caches, the cost of precision for bf16/fp16."""
+        from actiondistill.models.backbones import create_backbone
+
+        model = create_backbone(self.backbone, pretrained=self.pretrained, device=self.device).eval()
+        lowest = 1.0
+        for clip, frames in enumerate(self._decoded(features.paths[:clips])):
+            fresh = model.encode_image(frames.to(self.device)).float().cpu()
+            lowest = min(lowest, float(torch.nn.functional.cosine_similarity(fresh, features.frames(clip)).min()))
+        return lowest
+
     def _decoded(self, paths: Sequence[str]) -> Iterator[torch.Tensor]:
         """Each clip's frames, all of them, as the eval transform makes them: (n, 3, size, size)."""
         from actiondistill.data.transforms import eval_transform

@@ -283,8 +283,7 @@ def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: 
     eligible = table[table[latency] <= max_slowdown * fastest]
     best = float(eligible[accuracy].max())
     tied = eligible[eligible[accuracy] >= best - tie_points]
-    tie_scores = tied[zero_shot].fillna(-math.inf) + 1e-9 * tied[accuracy]
-    teacher = str(tie_scores.idxmax())
+    teacher = str(tied.sort_values([zero_shot, accuracy], ascending=False, na_position="last").index[0])
     return {"teacher": teacher, "fastest_ms": fastest, "eligible": [str(n) for n in eligible.index],
             "tied": [str(n) for n in tied.index], "best_top1": best,
             "rule": selection_rule(max_slowdown, tie_points), "max_slowdown": max_slowdown, "tie_points": tie_points}
@@ -296,7 +295,9 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
 
     What is timed is `predict_proba` with the class texts' embeddings already cached (they are computed once in
     deployment): the image encoder on every frame, the model's temporal part, and for X-CLIP its per-video prompt
-    generator. Random weights: latency does not depend on their values. Rows as `profiler.sweep` returns them.
+    generator. Every model is built with one template, which shortens the untimed text encoding; per clip, each
+    further template would add one (C, D) product over cached embeddings, negligible beside the image encoder.
+    Random weights: latency does not depend on their values. Rows as `profiler.sweep` returns them.
     """
     import torch
 
@@ -307,7 +308,8 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
     texts = list(class_texts)
 
     def factory(name: str):
-        return lambda t: create_model(name, backbone=backbone, num_frames=t, **model_kwargs(name, fusion_layers))
+        return lambda t: create_model(name, backbone=backbone, num_frames=t, templates=("{}",),
+                                      **model_kwargs(name, fusion_layers))
 
     def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
         return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts

@@ -13,10 +13,10 @@ from actiondistill.pkd.experiment import (
     ic_logits,
     run_experiment,
 )
-from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features
+from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features, torch_threads
 from actiondistill.pkd.objectives import CompressedCEObjective, PKDObjective, triplet_outputs
 from actiondistill.pkd.tradeoff import DEFAULT_THRESHOLDS, fixed_points, wise_sweep, wise_tradeoff
-from actiondistill.pkd.visual import mv_to_rgb, residual_to_rgb
+from actiondistill.pkd.visual import compressed_strips, mv_to_rgb, residual_to_rgb
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -29,6 +29,7 @@ __all__ = [
     "PKDObjective",
     "ViewBank",
     "closed_set_videos",
+    "compressed_strips",
     "decoded_views",
     "fixed_points",
     "freeze_final_classifiers",
@@ -37,6 +38,7 @@ __all__ = [
     "residual_to_rgb",
     "run_experiment",
     "stage_features",
+    "torch_threads",
     "triplet_outputs",
     "wise_sweep",
     "wise_tradeoff",

@@ -38,7 +38,7 @@ from actiondistill.engine.objectives import build_objective
 from actiondistill.engine.seeding import seed_everything
 from actiondistill.io import atomic_save, atomic_write_json
 from actiondistill.models.compressed_nets import MODALITIES, MODALITY_CHANNELS, CompressedTriplet
-from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features
+from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features, torch_threads
 
 #: Bumped whenever what a cached file holds, or how it is computed, changes.
 CACHE_VERSION = 1
@@ -62,7 +62,7 @@ VideoList = Sequence[tuple[str | os.PathLike, int]]
 
 @dataclass(frozen=True)
 class CompressedExperiment:
-    """What determines the chapter's networks and runs (everything but `device` and `eval_batch_size` is cached on).
+    """What determines the chapter's networks and runs (the cache key: all but `device`, `eval_batch_size`, `threads`).
 
     Attributes:
         size: side of the (square) inputs the networks see.
@@ -76,14 +76,15 @@ class CompressedExperiment:
         backbone_seed: seed of stage 0 and of the training views.
         device: "auto" (the GPU when there is one), "cpu" or "cuda".
         eval_batch_size: clips per batch when computing features and logits.
+        threads: torch intra-op threads while computing (None: torch's setting); see `torch_threads`.
     """
 
     size: int = 32
     segments: int = 3
     width: int = 8
     batch_size: int = 32
-    views: int = 2
-    stage0_epochs: int = 8
+    views: int = 3
+    stage0_epochs: int = 10
     stage0_lr: float = 3e-3
     ic_epochs: int = 6
     ic_lr: float = 3e-3
@@ -92,6 +93,7 @@ class CompressedExperiment:
     backbone_seed: int = 0
     device: str = "auto"
     eval_batch_size: int = field(default=64, compare=False)
+    threads: int | None = field(default=1, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("size", "segments", "width", "batch_size", "views", "stage0_epochs", "ic_epochs",
@@ -115,19 +117,19 @@ class CompressedResults:
     """Saved logits of every run and what the chapter needs around them.
 
     Attributes:
-        logits: {(variant, seed): {"train": (12, N_train, C), "test": (12, N_test, C)}} in WISE's IC order
-            (residual IC1-4, MV IC1-4, I-frame IC1-4).
-        train_labels, test_labels: (N,) labels of those clips.
+        logits: {(variant, seed): {split: (12, N, C)}} in WISE's IC order (residual IC1-4, MV IC1-4, I-frame
+            IC1-4), for "train" (the training clips' centre view) and every evaluation split ("test", ...).
+        labels: {split: (N,) labels}.
         exit_gmacs: per modality the GMACs of one clip up to each exit (IC1-4), that exit's head only.
         wise_gmacs: cumulative GMACs of the 12 exits in WISE order (earlier networks and heads included).
-        seconds: wall time of the steps computed in this call (stage0, features, ics); empty when all was cached.
+        seconds: wall time of the steps computed in this call (decoding, stage0, features, ics); empty when every
+            run was cached.
     """
 
     experiment: CompressedExperiment
     classes: list[str]
     logits: dict[tuple[str, int], dict[str, Tensor]]
-    train_labels: Tensor
-    test_labels: Tensor
+    labels: dict[str, Tensor]
     exit_gmacs: dict[str, list[float]]
     wise_gmacs: list[float]
     seconds: dict[str, float]
@@ -135,10 +137,11 @@ class CompressedResults:
 
     def ic_accuracy(self, split: str = "test") -> pd.DataFrame:
         """Top-1 (%) of every IC of every run: columns variant, seed, modality, exit (1-4), accuracy."""
-        labels = self.test_labels if split == "test" else self.train_labels
+        if split not in self.labels:
+            raise ValueError(f"split {split!r}: expected one of {sorted(self.labels)}")
         rows = []
         for (variant, seed), run in self.logits.items():
-            correct = (run[split].argmax(2) == labels).float().mean(1) * 100
+            correct = (run[split].argmax(2) == self.labels[split]).float().mean(1) * 100
             for i, acc in enumerate(correct.tolist()):
                 rows.append({"variant": variant, "seed": seed, "modality": MODALITIES[i // 4], "exit": i % 4 + 1,
                              "accuracy": acc})
@@ -163,14 +166,16 @@ def _video_key(videos: VideoList) -> list[tuple[str, int]]:
     return [(str(Path(p).resolve()), int(label)) for p, label in videos]
 
 
-def run_experiment(exp: CompressedExperiment, train_videos: VideoList, test_videos: VideoList,
+def run_experiment(exp: CompressedExperiment, train_videos: VideoList, eval_videos: dict[str, VideoList],
                    classes: Sequence[str], seeds: Sequence[int] = (0,), variants: Sequence[str] = tuple(VARIANTS),
                    cache_root: str | os.PathLike | None = None, progress: bool = True) -> CompressedResults:
     """Train what is not cached yet (stage 0, then the ICs of every variant x seed) and load every run's logits.
 
     Args:
         exp: the experiment's settings.
-        train_videos, test_videos: (path, label) pairs; labels index `classes`.
+        train_videos: (path, label) pairs the networks train on; labels index `classes`.
+        eval_videos: named splits to save logits of, e.g. {"test": [...], "val": [...]} ("train" is reserved for
+            the training clips' centre view).
         classes: class names.
         seeds: seeds of the IC training runs.
         variants: keys of `VARIANTS`.
@@ -182,43 +187,46 @@ def run_experiment(exp: CompressedExperiment, train_videos: VideoList, test_vide
         raise ValueError(f"variants={list(variants)}: expected a non-empty list among {list(VARIANTS)}")
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    if not train_videos or not test_videos:
-        raise ValueError("train_videos and test_videos: expected at least one (path, label) pair each")
-    labels = [int(label) for _, label in [*train_videos, *test_videos]]
+    if "train" in eval_videos or not eval_videos:
+        raise ValueError(f"eval_videos: expected named splits other than 'train', got {sorted(eval_videos)}")
+    empty = [name for name, videos in {"train": train_videos, **eval_videos}.items() if not videos]
+    if empty:
+        raise ValueError(f"splits {empty}: expected at least one (path, label) pair each")
+    labels = [int(label) for videos in (train_videos, *eval_videos.values()) for _, label in videos]
     if min(labels) < 0 or max(labels) >= len(classes):
         raise ValueError(f"labels range over [{min(labels)}, {max(labels)}]: expected indices into the "
                          f"{len(classes)} classes")
     from actiondistill.paths import data_dir
 
     settings = dataclasses.asdict(exp)
-    for key in ("device", "eval_batch_size"):
+    for key in ("device", "eval_batch_size", "threads"):
         settings.pop(key)
     ic_keys = ("ic_epochs", "ic_lr")
     stage_key = _digest({"version": CACHE_VERSION, "train": _video_key(train_videos),
-                         "test": _video_key(test_videos), "classes": list(classes),
-                         **{k: v for k, v in settings.items() if k not in ic_keys}})
-    stage_dir = Path(cache_root) if cache_root is not None else data_dir() / "cache" / "pkd"
-    stage_dir = stage_dir / stage_key
+                         "eval": {name: _video_key(v) for name, v in sorted(eval_videos.items())},
+                         "classes": list(classes), **{k: v for k, v in settings.items() if k not in ic_keys}})
+    stage_dir = (Path(cache_root) if cache_root is not None else data_dir() / "cache" / "pkd") / stage_key
     runs_dir = stage_dir / f"ics-{_digest({'stage0': stage_key, **{k: settings[k] for k in ic_keys}})}"
     wanted = [(v, s) for v in variants for s in seeds]
     missing = [(v, s) for v, s in wanted if not _logits_path(runs_dir, v, s).is_file()]
     seconds: dict[str, float] = {}
     if missing:
         atomic_write_json(stage_dir / "experiment.json", {"experiment": settings, "classes": list(classes)})
-        runner = _Runner(exp, train_videos, test_videos, list(classes), stage_dir, runs_dir, progress, seconds)
-        for variant, seed in missing:
-            runner.train_ics(variant, seed, _logits_path(runs_dir, variant, seed))
-    logits, train_labels, test_labels = {}, None, None
+        runner = _Runner(exp, train_videos, eval_videos, list(classes), stage_dir, runs_dir, progress, seconds)
+        with torch_threads(exp.threads):
+            for variant, seed in missing:
+                runner.train_ics(variant, seed, _logits_path(runs_dir, variant, seed))
+    logits, split_labels = {}, {}
     for variant, seed in wanted:
         saved = torch.load(_logits_path(runs_dir, variant, seed), map_location="cpu", weights_only=True)
-        logits[(variant, seed)] = {"train": saved["train"], "test": saved["test"]}
-        train_labels, test_labels = saved["train_labels"], saved["test_labels"]
+        logits[(variant, seed)] = saved["logits"]
+        split_labels = saved["labels"]
     triplet = exp.build_triplet(len(classes))
     shapes = exp.input_shapes()
     exit_gmacs = {m: triplet.nets[m].exit_gmacs(shapes[m]) for m in MODALITIES}
-    return CompressedResults(experiment=exp, classes=list(classes), logits=logits, train_labels=train_labels,
-                             test_labels=test_labels, exit_gmacs=exit_gmacs,
-                             wise_gmacs=triplet.wise_exit_gmacs(shapes), seconds=seconds, cache_dir=stage_dir)
+    return CompressedResults(experiment=exp, classes=list(classes), logits=logits, labels=split_labels,
+                             exit_gmacs=exit_gmacs, wise_gmacs=triplet.wise_exit_gmacs(shapes), seconds=seconds,
+                             cache_dir=stage_dir)
 
 
 def _logits_path(runs_dir: Path, variant: str, seed: int) -> Path:
@@ -236,30 +244,30 @@ def freeze_final_classifiers(triplet: CompressedTriplet) -> CompressedTriplet:
 class _Runner:
     """The steps that need data: decoded views, stage 0, stage features, IC training; each done once, on demand."""
 
-    def __init__(self, exp: CompressedExperiment, train_videos: VideoList, test_videos: VideoList,
+    def __init__(self, exp: CompressedExperiment, train_videos: VideoList, eval_videos: dict[str, VideoList],
                  classes: list[str], stage_dir: Path, runs_dir: Path, progress: bool, seconds: dict[str, float]):
         self.exp, self.classes, self.progress, self.seconds = exp, classes, progress, seconds
         self.stage_dir, self.runs_dir = stage_dir, runs_dir
-        self.train_videos, self.test_videos = list(train_videos), list(test_videos)
+        self.train_videos = list(train_videos)
+        self.eval_videos = {name: list(videos) for name, videos in eval_videos.items()}
         self.device = resolve_device(exp.device, DistEnv.from_env())
         self._features: dict[str, Any] | None = None
 
     def _timed(self, name: str, start: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
-    def _decoded(self) -> dict[str, Any]:
-        """Random training views (epochs 1..V of a training-mode dataset) and the centre views of train and test."""
-        exp, common = self.exp, {"num_segments": self.exp.segments, "size": self.exp.size,
-                                 "seed": self.exp.backbone_seed, "progress": self.progress}
-        random_views, train_labels = decoded_views(
-            CompressedVideoDataset(self.train_videos, train=True, **common), list(range(1, exp.views + 1)),
-            progress=self.progress, desc="decoding training views")
-        (train_centre,), _ = decoded_views(CompressedVideoDataset(self.train_videos, train=False, **common), [0],
-                                           progress=self.progress, desc="decoding train (centre)")
-        (test_centre,), test_labels = decoded_views(CompressedVideoDataset(self.test_videos, train=False, **common),
-                                                    [0], progress=self.progress, desc="decoding test")
-        return {"random": random_views, "train": train_centre, "test": test_centre, "train_labels": train_labels,
-                "test_labels": test_labels}
+    def _decoded(self) -> tuple[list[dict[str, Tensor]], dict[str, dict[str, Tensor]], dict[str, Tensor]]:
+        """Random training views (epochs 1..V of a training-mode dataset), and the centre view of every split."""
+        exp = self.exp
+        common = {"num_segments": exp.segments, "size": exp.size, "seed": exp.backbone_seed, "progress": self.progress}
+        random_views, _ = decoded_views(CompressedVideoDataset(self.train_videos, train=True, **common),
+                                        list(range(1, exp.views + 1)), progress=self.progress,
+                                        desc="decoding training views")
+        centre, labels = {}, {}
+        for name, videos in {"train": self.train_videos, **self.eval_videos}.items():
+            (centre[name],), labels[name] = decoded_views(CompressedVideoDataset(videos, train=False, **common), [0],
+                                                          progress=self.progress, desc=f"decoding {name} (centre)")
+        return random_views, centre, labels
 
     def _train_config(self, folder: Path, run_name: str, seed: int, epochs: int, lr: float, objective: str,
                       kwargs: dict[str, Any]) -> TrainConfig:
@@ -272,7 +280,7 @@ class _Runner:
             optim=OptimConfig(lr=lr, weight_decay=exp.weight_decay, warmup_epochs=exp.warmup_epochs, amp=False),
             objective=ObjectiveConfig(name=objective, kwargs=kwargs))
 
-    def _stage0(self, decoded: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
+    def _stage0(self, random_views: list[dict[str, Tensor]], labels: Tensor) -> dict[str, dict[str, Tensor]]:
         """Backbones + final classifiers trained with cross-entropy (cached in stage0.pt)."""
         from actiondistill.train import Trainer
 
@@ -286,9 +294,8 @@ class _Runner:
         kwargs = {"exits": [4]}
         cfg = self._train_config(self.stage_dir, f"pkd-stage0-{self.stage_dir.name[:8]}", exp.backbone_seed,
                                  exp.stage0_epochs, exp.stage0_lr, "compressed_ce", kwargs)
-        data = ViewBank(decoded["random"], decoded["train_labels"], self.classes)
-        trainer = Trainer(cfg, triplet, data, objective=build_objective("compressed_ce", **kwargs),
-                          progress=self.progress)
+        trainer = Trainer(cfg, triplet, ViewBank(random_views, labels, self.classes),
+                          objective=build_objective("compressed_ce", **kwargs), progress=self.progress)
         trainer.fit(resume=True)
         backbones = {m: {k: v.cpu() for k, v in triplet.nets[m].backbone.state_dict().items()} for m in MODALITIES}
         atomic_save(path, lambda tmp: torch.save({"backbones": backbones, "history": trainer.history}, tmp))
@@ -302,12 +309,12 @@ class _Runner:
         return freeze_final_classifiers(triplet).to(self.device)
 
     def features(self) -> dict[str, Any]:
-        """Stage features of every view under the frozen stage-0 backbones (computed once per call of the runner)."""
+        """Stage features of every view under the frozen stage-0 backbones (computed once per runner)."""
         if self._features is None:
             start = time.perf_counter()
-            decoded = self._decoded()
+            random_views, centre, labels = self._decoded()
             self._timed("decoding", start)
-            backbones = self._stage0(decoded)
+            backbones = self._stage0(random_views, labels["train"])
             start = time.perf_counter()
             triplet = self._frozen_triplet(backbones)
 
@@ -315,11 +322,9 @@ class _Runner:
                 return stage_features(triplet, view, self.exp.eval_batch_size, progress=self.progress, desc=desc)
 
             self._features = {
-                "random": [features(v, f"features (training view {i + 1})") for i, v in enumerate(decoded["random"])],
-                "train": features(decoded["train"], "features (train, centre)"),
-                "test": features(decoded["test"], "features (test)"),
-                "train_labels": decoded["train_labels"], "test_labels": decoded["test_labels"],
-                "backbones": backbones,
+                "random": [features(v, f"features (training view {i + 1})") for i, v in enumerate(random_views)],
+                "centre": {name: features(view, f"features ({name})") for name, view in centre.items()},
+                "labels": labels, "backbones": backbones,
             }
             self._timed("features", start)
         return self._features
@@ -337,11 +342,12 @@ class _Runner:
         heads = ICHeads(self._frozen_triplet(features["backbones"]))
         cfg = self._train_config(self.runs_dir, f"pkd-{variant}-seed{seed}-{self.runs_dir.name[4:12]}", seed,
                                  exp.ic_epochs, exp.ic_lr, objective, kwargs)
-        data = ViewBank(features["random"], features["train_labels"], self.classes)
+        data = ViewBank(features["random"], features["labels"]["train"], self.classes)
         Trainer(cfg, heads, data, objective=build_objective(objective, **kwargs), progress=self.progress).fit(
             resume=True)
-        saved = {split: ic_logits(heads, features[split], exp.eval_batch_size) for split in ("train", "test")}
-        saved.update(train_labels=features["train_labels"], test_labels=features["test_labels"])
+        saved = {"logits": {name: ic_logits(heads, view, exp.eval_batch_size)
+                            for name, view in features["centre"].items()},
+                 "labels": features["labels"]}
         atomic_save(target, lambda tmp: torch.save(saved, tmp))
         self._timed("ics", start)
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from actiondistill.losses import PKD_FALLBACK_WEIGHTS, PKD_FINAL_INDICES, fit_wise_weights, wise_predict
 from actiondistill.models.compressed_nets import MODALITIES
 from actiondistill.pkd.experiment import CompressedResults
+from actiondistill.pkd.features import torch_threads
 
 #: From "exit at the first IC" (0) through ever stricter exits to "never exit early" (1: softmax never exceeds it).
 DEFAULT_THRESHOLDS = tuple(sorted({*np.round(np.linspace(0.0, 0.95, 20), 4).tolist(), 0.97, 0.98, 0.99, 0.995,
@@ -72,17 +73,25 @@ def fixed_points(test_logits: Tensor, test_labels: Tensor, exit_gmacs: dict[str,
     return pd.DataFrame(rows)
 
 
-def wise_tradeoff(results: CompressedResults, variants: Sequence[str] | None = None,
-                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS, iterations: int = 500,
+def wise_tradeoff(results: CompressedResults, variants: Sequence[str] | None = None, fit_split: str = "train",
+                  test_split: str = "test", thresholds: Sequence[float] = DEFAULT_THRESHOLDS, iterations: int = 500,
                   lr: float = 0.1) -> pd.DataFrame:
-    """`wise_sweep` of every run (or of the given variants' runs): columns variant, seed and the sweep's columns."""
+    """`wise_sweep` of every run (or of the given variants' runs): columns variant, seed and the sweep's columns.
+
+    WISE fits on `fit_split`'s logits ("train" in PKD: the clips the networks trained on) and is evaluated on
+    `test_split`'s. Runs with the experiment's `threads` setting (the fits are many tiny steps).
+    """
+    for split in (fit_split, test_split):
+        if split not in results.labels:
+            raise ValueError(f"split {split!r}: the results hold logits of {sorted(results.labels)}")
     frames = []
-    for (variant, seed), run in results.logits.items():
-        if variants is not None and variant not in variants:
-            continue
-        sweep = wise_sweep(run["train"], results.train_labels, run["test"], results.test_labels, results.wise_gmacs,
-                           thresholds, iterations=iterations, lr=lr)
-        frames.append(sweep.assign(variant=variant, seed=seed))
+    with torch_threads(results.experiment.threads):
+        for (variant, seed), run in results.logits.items():
+            if variants is not None and variant not in variants:
+                continue
+            sweep = wise_sweep(run[fit_split], results.labels[fit_split], run[test_split], results.labels[test_split],
+                               results.wise_gmacs, thresholds, iterations=iterations, lr=lr)
+            frames.append(sweep.assign(variant=variant, seed=seed))
     if not frames:
         raise ValueError(f"variants={variants}: none of them is among the results' runs "
                          f"{sorted({v for v, _ in results.logits})}")
