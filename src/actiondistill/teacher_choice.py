@@ -130,15 +130,14 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     With `freeze_image_encoder`, `features` (a FrameFeatures of the same backbone weights) replaces pixels for the
     models that accept frame embeddings. `freeze_token_embedding` keeps the text tower's token table (most of its
     parameters, of which a label set uses a few dozen rows) fixed: a cheaper step, the text transformer still
-    trains. The run folder keeps the final weights (`model.pt`), not the optimiser
-    state; an evaluation record `<run_name>-eval` joins the Trainer's record in the results folder.
+    trains. The run folder keeps the final weights (`model.pt`), not the optimiser state; an evaluation record
+    `<run_name>-eval` joins the Trainer's record in the results folder.
     """
-    import torch
-
     from actiondistill.engine.checkpoint import CHECKPOINT_NAME
     from actiondistill.engine.records import build_record, count_parameters, write_record
     from actiondistill.engine.seeding import seed_everything
     from actiondistill.evaluate import class_texts_of, evaluate, scalar_metrics, zero_shot_eval
+    from actiondistill.models.checkpoints import save_weights
     from actiondistill.train import Trainer, build_model
 
     seed_everything(cfg.seed)
@@ -146,18 +145,17 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     use_features = freeze_image_encoder and features is not None and model.accepts_frame_embeddings
     if freeze_image_encoder:
         model.backbone.visual.requires_grad_(False)
-    if freeze_token_embedding:
-        model.backbone.token_embedding.requires_grad_(False)
-    if freeze_image_encoder:
         if not use_features:
             cfg = frozen_pixel_kwargs(cfg)
+    if freeze_token_embedding:
+        model.backbone.token_embedding.requires_grad_(False)
     data = choice_datasets(cfg, features if use_features else None)
     trainer = Trainer(cfg, model, data["train"], val_data=None, progress=progress)
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
     out_dir = Path(trainer.out_dir)
-    torch.save(model.state_dict(), out_dir / WEIGHTS_NAME)
+    save_weights(model, out_dir / WEIGHTS_NAME)
     (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
 
     started = time.perf_counter()
@@ -187,6 +185,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "eval_s": eval_s,
         "input": "cached frame embeddings" if use_features else "pixels",
         "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
+        "token_embedding": "frozen" if freeze_token_embedding else "trained",
         "trainable_m": params["trainable"] / 1e6,
         "params_m": params["total"] / 1e6,
         "weights": str(out_dir / WEIGHTS_NAME),
@@ -290,8 +289,9 @@ def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: 
 
 
 def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32),
-                  fusion_layers: int = 2, warmup: int = 2, iters: int = 8, progress: bool = True) -> pd.DataFrame:
-    """CPU latency (batch 1) of classifying one clip of pixels among `class_texts`, per candidate and frame count.
+                  fusion_layers: int = 2, device: str = "cpu", warmup: int = 2, iters: int = 8,
+                  progress: bool = True) -> pd.DataFrame:
+    """Latency (batch 1) of classifying one clip of pixels among `class_texts`, per candidate and frame count.
 
     What is timed is `predict_proba` with the class texts' embeddings already cached (they are computed once in
     deployment): the image encoder on every frame, the model's temporal part, and for X-CLIP its per-video prompt
@@ -316,8 +316,8 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
 
     side = backbone_config(backbone)["vision_cfg"]["image_size"]
     return sweep({name: factory(name) for name in names}, frames=frames, batches=(1,), image_size=side,
-                 warmup=warmup, iters=iters, method="predict_proba", make_inputs=inputs, backbone="backbone.visual",
-                 progress=progress)
+                 device=device, warmup=warmup, iters=iters, method="predict_proba", make_inputs=inputs,
+                 backbone="backbone.visual", progress=progress)
 
 
 def choice_path(profile: str, results_dir: str | Path | None = None) -> Path:

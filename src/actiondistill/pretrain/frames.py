@@ -32,16 +32,16 @@ CAPTION_ATTRIBUTES = ("shape", "colour", "scene", "size")
 #: Phrasings of a frame caption; `{scene}` becomes the scene's place phrase ("on the beach").
 FRAME_TEMPLATES = (
     "a photo of a {size} {colour} {shape} {scene}",
+    "a {size} {colour} {shape} {scene}",
     "a {colour} {shape} {scene}",
-    "a photo of something {scene}",
-    "a {colour} {shape}",
     "a {size} {colour} {shape}",
-    "a photo of a {colour} {shape}",
-    "a {colour} object",
-    "a photo of a {colour} object",
-    "a {shape}",
-    "a photo of a {shape}",
+    "a {colour} {shape}",
+    "a {shape} {scene}",
+    "a {colour} object {scene}",
     "a {size} {shape}",
+    "a photo of a {colour} object",
+    "a photo of a {shape}",
+    "a photo of something {scene}",
     "a {size} object",
 )
 #: Actions whose object changes size within the clip: their frames get no size in the caption.

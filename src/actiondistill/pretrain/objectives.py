@@ -54,10 +54,17 @@ def matching_infonce(image_emb: Tensor, text_emb: Tensor, logit_scale: Tensor | 
     return (image_to_text + text_to_image) / 2
 
 
-def tokenize(model: nn.Module, captions: Sequence[str], device: torch.device) -> Tensor:
+def unique_tokens(model: nn.Module, captions: Sequence[str], device: torch.device) -> tuple[Tensor, Tensor]:
+    """(U, L) tokens of the distinct captions and the (B,) index of each caption among them.
+
+    Frame captions repeat within a batch; encoding each distinct one once and indexing the embeddings gives the
+    same loss and gradients for less text-tower work.
+    """
     from actiondistill.models import get_tokenizer
 
-    return get_tokenizer(unwrap_model(model))(list(captions)).to(device)
+    tokens = get_tokenizer(unwrap_model(model))(list(captions))
+    unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+    return unique.to(device), inverse.to(device)
 
 
 def _check_positives(positives: str) -> str:
@@ -74,9 +81,10 @@ def _match_accuracy(image_emb: Tensor, text_emb: Tensor, matches: Tensor) -> Ten
 
 def _student_forward(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     images = batch["image"]
-    image_emb, text_emb, scale = model(images, tokenize(model, batch["caption"], images.device))[:3]
-    return image_emb, text_emb, scale.clamp(max=MAX_LOGIT_SCALE), caption_matches(batch["attributes"],
-                                                                                  batch["mentions"])
+    tokens, inverse = unique_tokens(model, batch["caption"], images.device)
+    image_emb, text_emb, scale = model(images, tokens)[:3]
+    matches = caption_matches(batch["attributes"], batch["mentions"])
+    return image_emb, text_emb[inverse], scale.clamp(max=MAX_LOGIT_SCALE), matches
 
 
 @register_objective("clip_contrastive")
@@ -121,7 +129,8 @@ class TinyCLIPDistill:
         images = batch["image"]
         with torch.no_grad():
             t_img = teacher.encode_image(images, normalize=True)
-            t_txt = teacher.encode_text(tokenize(teacher, batch["caption"], images.device), normalize=True)
+            tokens, inverse = unique_tokens(teacher, batch["caption"], images.device)
+            t_txt = teacher.encode_text(tokens, normalize=True)[inverse]
             t_scale = teacher.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
         s_img, s_txt, s_scale, matches = _student_forward(model, batch)
         if self.positives == "pairs":
