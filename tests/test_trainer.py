@@ -411,3 +411,9 @@ def test_teachers_from_config(tmp_path, monkeypatch):
     assert all(not p.requires_grad for p in teacher.model.parameters())
     with pytest.raises(ValueError, match="deterministic inputs"):  # fake-data augments its training split
         build_from_config(apply_override(base, "teachers.0.cache_outputs=true"), progress=False)
+
+
+def test_objectives_of_later_chapters_are_found_by_name():
+    from actiondistill.engine.objectives import list_objectives
+
+    assert {"pkd", "compressed_ce", "actionclip"} <= set(list_objectives())

@@ -44,11 +44,25 @@ def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callab
     return decorator
 
 
+# Modules that register objectives of later chapters; imported on lookup so configs can name them.
+_PLUGINS = ("actiondistill.pretrain.objectives", "actiondistill.pkd.objectives")
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for module in _PLUGINS:
+        importlib.import_module(module)
+
+
 def list_objectives() -> list[str]:
+    _load_plugins()
     return sorted(_OBJECTIVES)
 
 
 def build_objective(name: str, **kwargs: Any) -> Objective:
+    if name not in _OBJECTIVES:
+        _load_plugins()
     if name not in _OBJECTIVES:
         raise ValueError(f"objective {name!r}: unknown; registered objectives are {', '.join(list_objectives())}")
     try:
