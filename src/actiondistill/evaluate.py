@@ -8,6 +8,7 @@ Multi-view testing (several clips, or crops, per video): a dataset item may hold
 the per-view class probabilities are averaged. Probabilities come from `model.predict_proba` when the model has
 it (ActionCLIP's test protocol: softmax per text template, then the mean over templates), else from the softmax
 of `model(frames, class_texts)`. Under torchrun each rank scores its share and all ranks get the same result.
+Models with selectable heads (the two-headed DeiT student) are scored head by head with `evaluate_heads`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,31 @@ def evaluate(model: nn.Module, data: Any, class_texts: Sequence[str] | None = No
     result = classification_metrics(all_probs[order], all_labels[order], texts)
     result["views"] = views or 1
     return result
+
+
+def evaluate_heads(model: nn.Module, data: Any, class_texts: Sequence[str] | None = None,
+                   heads: Sequence[str] | None = None, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """`evaluate` once per head of a model with selectable heads (`HEADS` and the `use_head` context manager, e.g.
+    the two-headed DeiT student: "both" (the average, what inference uses), "frame", "token"); {head: result}.
+
+    `heads` defaults to all of the model's heads; the other arguments are `evaluate`'s. The model's own head
+    selection is restored afterwards.
+    """
+    net = unwrap_model(model)
+    available = tuple(getattr(net, "HEADS", ()))
+    if not available or not hasattr(net, "use_head"):
+        raise ValueError(f"{type(net).__name__}: no selectable heads (expected a `HEADS` tuple and `use_head`, as "
+                         "actionclip-twohead has)")
+    chosen = available if heads is None else tuple(heads)
+    unknown = [h for h in chosen if h not in available]
+    if unknown or not chosen:
+        raise ValueError(f"heads={list(chosen)}: expected a non-empty selection of {list(available)}")
+    desc = kwargs.pop("desc", "eval")
+    out = {}
+    for head in chosen:
+        with net.use_head(head):
+            out[head] = evaluate(model, data, class_texts, desc=f"{desc} ({head})", **kwargs)
+    return out
 
 
 def zero_shot_eval(model: nn.Module, data: Any, class_texts: Sequence[str] | None = None,

@@ -132,13 +132,18 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     parameters, of which a label set uses a few dozen rows) fixed: a cheaper step, the text transformer still
     trains. The run folder keeps the final weights (`model.pt`), not the optimiser state; an evaluation record
     `<run_name>-eval` joins the Trainer's record in the results folder.
+
+    Teachers in `cfg.teachers` are built frozen (`build_teacher`) and handed to the Trainer (distillation objectives
+    such as `deit_twohead`); on cached features they receive the same frame embeddings as the student. A model with
+    selectable heads (`actionclip-twohead`) is scored with its current head (the DeiT average) and the row adds
+    `top1_<head>` (and `zs_top1_<head>`) for each of its other heads.
     """
     from actiondistill.engine.checkpoint import CHECKPOINT_NAME
     from actiondistill.engine.records import build_record, count_parameters, write_record
     from actiondistill.engine.seeding import seed_everything
-    from actiondistill.evaluate import class_texts_of, evaluate, scalar_metrics, zero_shot_eval
+    from actiondistill.evaluate import class_texts_of, evaluate, evaluate_heads, scalar_metrics, zero_shot_eval
     from actiondistill.models.checkpoints import save_weights
-    from actiondistill.train import Trainer, build_model
+    from actiondistill.train import Trainer, build_model, build_teacher
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, cfg.data.num_frames)
@@ -150,7 +155,8 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     if freeze_token_embedding:
         model.backbone.token_embedding.requires_grad_(False)
     data = choice_datasets(cfg, features if use_features else None)
-    trainer = Trainer(cfg, model, data["train"], val_data=None, progress=progress)
+    teachers = {t.name: build_teacher(cfg, t, class_texts_of(data["train"])) for t in cfg.teachers}
+    trainer = Trainer(cfg, model, data["train"], val_data=None, teachers=teachers, progress=progress)
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
@@ -165,6 +171,14 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     if "zeroshot" in data:
         zero = zero_shot_eval(model, data["zeroshot"], class_texts=class_texts_of(data["zeroshot"]), batch_size=batch,
                               progress=progress, desc="zero-shot")
+    heads: dict[str, float] = {}
+    if hasattr(model, "HEADS"):
+        others = [h for h in model.HEADS if h != model.head]
+        for key, split in (("top1", "test"), ("zs_top1", "zeroshot")):
+            if split in data:
+                scores = evaluate_heads(model, data[split], class_texts_of(data[split]), heads=others,
+                                        batch_size=batch, progress=False)
+                heads.update({f"{key}_{h}": r["top1"] for h, r in scores.items()})
     eval_s = time.perf_counter() - started
     params = count_parameters(model)
     row = {
@@ -190,6 +204,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "params_m": params["total"] / 1e6,
         "weights": str(out_dir / WEIGHTS_NAME),
         "reversal_errors": reversal_errors(closed["confusion"], closed["classes"]),
+        **heads,
     }
     metrics = {"test": scalar_metrics(closed), "zeroshot": scalar_metrics(zero) if zero else None, "row": row}
     write_record(build_record("evaluation", f"{trainer.run_name}-eval", metrics, config=to_dict(cfg), seed=cfg.seed,

@@ -45,7 +45,8 @@ def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callab
 
 
 # Modules that register objectives of later chapters; imported on lookup so configs can name them.
-_PLUGINS = ("actiondistill.pretrain.objectives", "actiondistill.pkd.objectives")
+_PLUGINS = ("actiondistill.pretrain.objectives", "actiondistill.pkd.objectives", "actiondistill.deit.objectives",
+            "actiondistill.spatial.objective")
 
 
 def _load_plugins() -> None:

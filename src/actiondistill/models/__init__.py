@@ -5,7 +5,7 @@ TinyCLIP and embedded configs. Video models: `create_model(name, backbone=..., n
 every name in `list_models()`; all share the `VideoCLIP` interface.
 """
 
-from actiondistill.models import actionclip, vificlip, xclip  # noqa: F401  (register the built-in models)
+from actiondistill.models import actionclip, spatial, two_headed, vificlip, xclip  # noqa: F401  (register them)
 from actiondistill.models.actionclip import ActionCLIP
 from actiondistill.models.backbones import (
     EMBEDDED_BACKBONES,
@@ -42,6 +42,7 @@ from actiondistill.models.prompts import (
     validate_templates,
 )
 from actiondistill.models.registry import create_model, list_models, register_model
+from actiondistill.models.two_headed import TwoHeadedActionCLIP
 from actiondistill.models.vificlip import ViFiCLIP
 from actiondistill.models.xclip import XCLIP
 from actiondistill.models.zeroshot import ZeroShotClassifier
@@ -58,6 +59,7 @@ __all__ = [
     "CheckpointMismatchError",
     "InheritanceReport",
     "LoadReport",
+    "TwoHeadedActionCLIP",
     "VideoCLIP",
     "ViFiCLIP",
     "ZeroShotClassifier",
