@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.resnet import BasicBlock
 
-from actiondistill.models.checkpoints import CheckpointMismatchError, read_state_dict
+from actiondistill.models.resnet_checkpoints import load_resnet_backbone
 
 ARCHS = ("resnet18", "resnet50", "tiny")
 MODALITIES = ("residual", "mv", "iframe")  # WISE's order, cheapest first
@@ -32,8 +32,6 @@ MODALITY_CHANNELS = {"iframe": 3, "mv": 2, "residual": 3}
 #: CoViAR's fusion of the final scores.
 FUSION_WEIGHTS = {"iframe": 2.0, "mv": 1.0, "residual": 1.0}
 IC_POOL = 4
-# Wrappers that training scripts put around a torchvision ResNet's keys (DataParallel's `module.` is always dropped).
-_KEY_PREFIXES = ("base_model.", "backbone.", "model.")
 
 
 class TinyResNet(nn.Module):
@@ -124,8 +122,8 @@ class ICNetwork(nn.Module):
         in_channels: 3 (I-frame, residual) or 2 (motion vectors).
         num_classes: classes of every IC.
         width: base width of the tiny ResNet (ignored by torchvision archs).
-        pretrained_path: a local torchvision-format ResNet checkpoint (ImageNet or Kinetics) for the backbone;
-            see `load_backbone`.
+        pretrained_path: a local ResNet checkpoint for the backbone (torchvision ImageNet, or a TSN / CoViAR /
+            mmaction2 training checkpoint); see `load_backbone`.
         freeze_backbone: train only the ICs (IC4 = fc included), with the backbone's BN statistics fixed.
     """
 
@@ -223,49 +221,30 @@ class ICNetwork(nn.Module):
             exits.append((trunk[k] + head_cost) / 1e9)
         return exits
 
-    def load_backbone(self, path: str | os.PathLike) -> dict[str, list[str]]:
-        """Load a torchvision-format ResNet checkpoint from a local file into the backbone.
+    def load_backbone(self, path: str | os.PathLike, strict: bool = True) -> dict[str, list[str]]:
+        """Load a local ResNet checkpoint into the backbone (see `actiondistill.models.resnet_checkpoints`).
 
-        Accepted: a plain state dict or one wrapped as {"state_dict": ...}, keys optionally prefixed by
-        `module.` (DataParallel) or one of `base_model.` (TSN/CoViAR), `backbone.`, `model.`. Conventions that
-        are not errors: a 3-channel conv1 loads into a 2-channel one as the mean over RGB repeated (TSN's
-        cross-modality initialisation), an fc of another class count is skipped (it is IC4 and trains), and
-        BN `num_batches_tracked` counters may be absent. Anything else that does not fit raises
-        `CheckpointMismatchError` naming the keys.
+        Accepted: torchvision state dicts (ImageNet), training checkpoints of TSN / CoViAR / mmaction2 (Kinetics)
+        with their wrappers (`module.`, `base_model.`, `backbone.`) and classifier names (`new_fc`, ...). A
+        3-channel conv1 loads into the MV network's 2-channel one as the mean over RGB repeated (TSN's
+        cross-modality initialisation); the classifier loads only when it has this network's class count (it is
+        IC4, and otherwise trains from scratch); BN `num_batches_tracked` counters may be absent. Anything else
+        that does not fit raises `CheckpointMismatchError` naming the keys.
+
+        Args:
+            path: the checkpoint file.
+            strict: with False, missing and unexpected backbone keys are loaded around and returned, not raised.
 
         Returns:
-            {"adapted": [...], "skipped": [...]} keys.
+            {"adapted": [...], "skipped": [...]} keys (skipped: the file's, less DataParallel's `module.`), plus
+            "missing" and "unexpected" with strict=False.
         """
-        state, _ = read_state_dict(path)
-        for prefix in _KEY_PREFIXES:
-            if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
-        expected = self.backbone.state_dict()
-        adapted, skipped = [], []
-        conv = state.get("conv1.weight")
-        target = expected["conv1.weight"]
-        if conv is not None and conv.dim() == 4 and conv.shape[1] == 3 and target.shape[1] != 3 \
-                and conv.shape[0] == target.shape[0] and conv.shape[2:] == target.shape[2:]:
-            state["conv1.weight"] = conv.mean(1, keepdim=True).expand_as(target).clone()
-            adapted.append("conv1.weight")
-        for key in ("fc.weight", "fc.bias"):
-            if key in state and key in expected and state[key].shape != expected[key].shape:
-                skipped.append(key)
-                del state[key]
-        missing = sorted(k for k in expected if k not in state and k not in skipped
-                         and not k.endswith("num_batches_tracked"))
-        unexpected = sorted(k for k in state if k not in expected)
-        mismatched = sorted(f"{k} {list(v.shape)} in file vs {list(expected[k].shape)} in model"
-                            for k, v in state.items() if k in expected and v.shape != expected[k].shape)
-        if missing or unexpected or mismatched:
-            parts = [f"{path} does not fit a {self.arch} backbone with {self.in_channels} input channels:"]
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched)):
-                if keys:
-                    shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
-                    parts.append(f"  {label} ({len(keys)}): {shown}")
-            raise CheckpointMismatchError("\n".join(parts))
-        self.backbone.load_state_dict(state, strict=False)
-        return {"adapted": adapted, "skipped": skipped}
+        description = f"a {self.arch} backbone with {self.in_channels} input channels"
+        report = load_resnet_backbone(self.backbone, path, strict=strict, description=description)
+        out = {"adapted": report.adapted, "skipped": report.skipped}
+        if not strict:
+            out.update(missing=report.missing, unexpected=report.unexpected)
+        return out
 
 
 def _count(fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, float]:
