@@ -16,7 +16,7 @@ from actiondistill.data.synthetic import generate
 from actiondistill.data.transforms import eval_transform
 from actiondistill.data.video import open_video
 from actiondistill.evaluate import evaluate
-from actiondistill.features import FrameFeatureCache, FrameFeatureDataset
+from actiondistill.features import FrameFeatureCache, FrameFeatureDataset, frame_indices
 from actiondistill.models import create_backbone, create_model
 from actiondistill.train import Trainer
 
@@ -187,3 +187,18 @@ def test_bf16_features_are_close_and_keyed_apart(features, manifest, micro, cach
     assert FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root).agreement(features) > 0.99999
     with pytest.raises(ValueError, match="dtype"):
         FrameFeatureCache(manifest, MICRO, micro[0], SIZE, dtype="int8")
+
+
+def test_max_frames_caches_segment_centres(manifest, micro, cache_root, features, backbone):
+    """Fewer cached frames: the segment centres of each clip, and a key of their own."""
+    full = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, progress=False)
+    half = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, max_frames=FRAMES // 2,
+                             progress=False)
+    assert half.key != full.key and f"-n{FRAMES // 2}-" in half.key and "-n" not in full.key
+    assert frame_indices(FRAMES, FRAMES // 2) == list(range(1, FRAMES, 2))
+    assert frame_indices(FRAMES, None) == frame_indices(FRAMES, FRAMES) == list(range(FRAMES))
+    fewer = half.get()
+    assert fewer.num_frames(0) == FRAMES // 2
+    assert torch.allclose(fewer.frames(0), features.frames(0, frame_indices(FRAMES, FRAMES // 2)), atol=1e-5)
+    with pytest.raises(ValueError, match="max_frames=0"):
+        FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, max_frames=0)

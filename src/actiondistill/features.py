@@ -3,11 +3,12 @@
 Why: with the image encoder frozen (how the embedded profile affords comparing many video models over several
 seeds on a 2-core CPU), a frame's embedding never changes during training, so running the encoder on every frame
 of every step would recompute the same numbers thousands of times. `FrameFeatureCache` runs it once per
-(backbone weights, manifest, frame size) on *all* frames of every clip, and `FrameFeatureDataset` then samples
-frames exactly as a `VideoDataset` would (the same `FrameSampler`, the same per-item randomness) but returns their
-cached embeddings. A video model's `encode_video` accepts those (B, T, D) embeddings in place of pixels, so the
-Trainer, the objectives and `evaluate` run unchanged, and the result equals training on pixels with a frozen
-encoder and no pixel augmentation.
+(backbone weights, manifest, frame size) on up to `max_frames` evenly spaced frames of every clip (all of them for
+clips that short), and `FrameFeatureDataset` then samples among those frames as a `VideoDataset` samples a clip's
+frames (the same `FrameSampler`, the same per-item randomness) but returns their cached embeddings. A video
+model's `encode_video` accepts those (B, T, D) embeddings in place of pixels, so the Trainer, the objectives and
+`evaluate` run unchanged, and the result equals training on pixels with a frozen encoder and no pixel augmentation
+(on a world of `max_frames` frames per clip).
 
 Cache files live in data/cache/features/<key>.pt; the key names the backbone and hashes its checkpoint file, the
 manifest file and the frame size, so new weights or a regenerated world never reuse stale features.
@@ -111,12 +112,16 @@ class FrameFeatureCache:
         dtype: "fp32", or "bf16" / "fp16" autocast (mixed precision, weights in fp32; features are stored as fp32).
             bf16 nearly halves the cost on CPUs with bf16 instructions, for a cosine similarity to fp32 above
             0.9999; it is part of the key.
+        max_frames: frames cached per clip, evenly spaced (segment centres); clips with at most that many keep all.
+            The default 16 is twice the 8 TSN segments the chapters sample, so training still draws one of several
+            frames per segment, for half the encoding cost of a 32-frame world; it is part of the key when it
+            drops frames. None caches every frame.
         progress: tqdm bar while computing.
     """
 
     def __init__(self, manifest: str | os.PathLike, backbone: str, pretrained: str | os.PathLike, size: int,
                  root: str | os.PathLike | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
-                 dtype: str = "fp32", progress: bool = True):
+                 dtype: str = "fp32", max_frames: int | None = 16, progress: bool = True):
         from actiondistill.models.pretrained import resolve_pretrained
 
         if pretrained is None:
@@ -126,6 +131,8 @@ class FrameFeatureCache:
             raise ValueError(f"dtype={dtype!r}: expected one of {sorted(AUTOCAST_DTYPES)}")
         if batch_size < 1 or size < 1:
             raise ValueError(f"batch_size={batch_size}, size={size}: both must be >= 1")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames={max_frames}: expected a positive number of frames per clip, or None")
         self.manifest = manifest_file(manifest)
         self.backbone = backbone
         self.checkpoint = Path(resolve_pretrained(backbone, pretrained)[0])
@@ -134,10 +141,13 @@ class FrameFeatureCache:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.dtype = dtype
+        self.max_frames = max_frames
         self.progress = progress
         self.computed = False
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
         self.manifest_sha256 = file_sha256(self.manifest)
+        clip_frames = read_json(self.manifest).get("frames")  # a SynthActions world's frames per clip
+        self.subsampled = max_frames is not None and (clip_frames is None or int(clip_frames) > max_frames)
         if root is None:
             from actiondistill.paths import data_dir
 
@@ -146,10 +156,11 @@ class FrameFeatureCache:
 
     @property
     def key(self) -> str:
-        """`<backbone>-<checkpoint hash>-<manifest hash>-s<size>[-<dtype>]-v<version>`."""
+        """`<backbone>-<checkpoint hash>-<manifest hash>-s<size>[-<dtype>][-n<max_frames>]-v<version>`."""
         precision = "" if self.dtype == "fp32" else f"-{self.dtype}"
+        frames = f"-n{self.max_frames}" if self.subsampled else ""
         return (f"{self.backbone}-{self.checkpoint_sha256[:12]}-{self.manifest_sha256[:12]}-s{self.size}{precision}"
-                f"-v{FEATURES_VERSION}")
+                f"{frames}-v{FEATURES_VERSION}")
 
     @property
     def path(self) -> Path:
@@ -177,7 +188,7 @@ class FrameFeatureCache:
 
     @torch.inference_mode()
     def compute(self) -> FrameFeatures:
-        """Decode every frame of every clip, apply the eval transform and encode in batches of `batch_size`."""
+        """Decode the cached frames of every clip, apply the eval transform and encode in batches of `batch_size`."""
         from actiondistill.models.backbones import create_backbone
 
         started = time.perf_counter()
@@ -212,7 +223,8 @@ class FrameFeatureCache:
         meta = {"key": self.key, "version": FEATURES_VERSION, "backbone": self.backbone,
                 "pretrained": self.pretrained, "checkpoint_sha256": self.checkpoint_sha256,
                 "manifest": str(self.manifest), "manifest_sha256": self.manifest_sha256, "size": self.size,
-                "device": str(self.device), "dtype": self.dtype, "compute_s": round(time.perf_counter() - started, 3)}
+                "device": str(self.device), "dtype": self.dtype, "max_frames": self.max_frames,
+                "compute_s": round(time.perf_counter() - started, 3)}
         return FrameFeatures(torch.cat(chunks).clone(), offsets, paths, meta)
 
     @torch.inference_mode()
@@ -229,14 +241,21 @@ class FrameFeatureCache:
         return lowest
 
     def _decoded(self, paths: Sequence[str]) -> Iterator[torch.Tensor]:
-        """Each clip's frames, all of them, as the eval transform makes them: (n, 3, size, size)."""
+        """Each clip's cached frames (`frame_indices`) as the eval transform makes them: (n, 3, size, size)."""
         from actiondistill.data.transforms import eval_transform
         from actiondistill.data.video import open_video
 
         transform = eval_transform(self.size)
         for path in paths:
             with open_video(self.manifest.parent / path) as reader:
-                yield transform(reader.read(range(reader.num_frames)))
+                yield transform(reader.read(frame_indices(reader.num_frames, self.max_frames)))
+
+
+def frame_indices(num_frames: int, max_frames: int | None) -> list[int]:
+    """All frames of a clip, or `max_frames` segment centres of it when it is longer."""
+    if max_frames is None or num_frames <= max_frames:
+        return list(range(num_frames))
+    return [int((k + 0.5) * num_frames / max_frames) for k in range(max_frames)]
 
 
 def _to_file(features: FrameFeatures) -> dict[str, Any]:
