@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,9 @@ def choice_datasets(cfg: TrainConfig, features: Any = None) -> dict[str, Any]:
 
 
 def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder: bool = True,
-                    freeze_token_embedding: bool = False, progress: bool = True) -> dict[str, Any]:
+                    freeze_token_embedding: bool = False, progress: bool = True,
+                    wrap_train: Callable[[Any], Any] | None = None,
+                    measure: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Train one candidate with one seed, evaluate it closed-set and zero-shot, and return one tidy row.
 
     With `freeze_image_encoder`, `features` (a FrameFeatures of the same backbone weights) replaces pixels for the
@@ -137,6 +139,11 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     such as `deit_twohead`); on cached features they receive the same frame embeddings as the student. A model with
     selectable heads (`actionclip-twohead`) is scored with its current head (the DeiT average) and the row adds
     `top1_<head>` (and `zs_top1_<head>`) for each of its other heads.
+
+    Two hooks let a later chapter train its own variant without a second copy of this function: `wrap_train`
+    replaces the training set by a wrapper of it (e.g. `SpatialTargetDataset`, whose items carry extra targets for
+    the objective), and `measure(model, datasets)` returns extra row entries measured on the trained model and the
+    unwrapped train / test / zero-shot datasets (its time counts in `eval_s`).
     """
     from actiondistill.engine.checkpoint import CHECKPOINT_NAME
     from actiondistill.engine.records import build_record, count_parameters, write_record
@@ -156,7 +163,8 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         model.backbone.token_embedding.requires_grad_(False)
     data = choice_datasets(cfg, features if use_features else None)
     teachers = {t.name: build_teacher(cfg, t, class_texts_of(data["train"])) for t in cfg.teachers}
-    trainer = Trainer(cfg, model, data["train"], val_data=None, teachers=teachers, progress=progress)
+    train_data = wrap_train(data["train"]) if wrap_train is not None else data["train"]
+    trainer = Trainer(cfg, model, train_data, val_data=None, teachers=teachers, progress=progress)
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
@@ -179,6 +187,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
                 scores = evaluate_heads(model, data[split], class_texts_of(data[split]), heads=others,
                                         batch_size=batch, progress=False)
                 heads.update({f"{key}_{h}": r["top1"] for h, r in scores.items()})
+    measured = dict(measure(model, data)) if measure is not None else {}
     eval_s = time.perf_counter() - started
     params = count_parameters(model)
     row = {
@@ -205,6 +214,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "weights": str(out_dir / WEIGHTS_NAME),
         "reversal_errors": reversal_errors(closed["confusion"], closed["classes"]),
         **heads,
+        **measured,
     }
     metrics = {"test": scalar_metrics(closed), "zeroshot": scalar_metrics(zero) if zero else None, "row": row}
     write_record(build_record("evaluation", f"{trainer.run_name}-eval", metrics, config=to_dict(cfg), seed=cfg.seed,
