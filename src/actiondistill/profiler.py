@@ -3,6 +3,8 @@
 Speed claims ("1.73x faster") only mean something when every model is timed by the same code, on the same machine,
 in the same run: `profile_model` measures one model, `sweep` runs several side by side over frame counts and batch
 sizes and reports the speed-up against the first one, `environment` records the machine next to the numbers.
+A row's `runtime` says what ran the model (eager PyTorch, torch.compile, onnxruntime: actiondistill.export), so
+one table holds a model and its faster runtimes side by side.
 
 FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts a multiply-add as 2 FLOPs: the column is
 "GFLOPs (2 x MAC)" and is twice the "GMACs" that fvcore-based papers report.
@@ -38,6 +40,8 @@ MODES = ("model", "end_to_end")
 #: What every column of `sweep`'s table means (also stored in DataFrame.attrs["columns"]).
 SWEEP_COLUMNS = {
     "model": "name given in the models mapping",
+    "runtime": "what executed the model: eager (PyTorch as written), compile (torch.compile), onnx (onnxruntime on "
+               "the exported graphs); see actiondistill.export",
     "frames": "frames per clip (T)",
     "batch": "clips per forward call",
     "image_size": "frame height x width fed to the model",
@@ -50,7 +54,8 @@ SWEEP_COLUMNS = {
     "mean_ms": "mean latency (ms)",
     "min_ms": "fastest call (ms): the one least disturbed by other processes on a shared machine",
     "throughput_clips_s": "clips per second = batch * 1000 / mean_ms",
-    "gflops": "GFLOPs (2 x MAC) of one call (whole batch), from FlopCounterMode",
+    "gflops": "GFLOPs (2 x MAC) of one call (whole batch), from FlopCounterMode; counted on eager rows only (NaN "
+              "otherwise: the counter sees eager torch operators, not a compiled graph's or onnxruntime's kernels)",
     "params_total_m": "parameters of the whole model (millions)",
     "params_backbone_m": "parameters of the backbone sub-module (millions; NaN when the model has none)",
     "peak_mem_mb": "peak memory (MB): CUDA max_memory_allocated on GPU, peak resident set size of the process on CPU",
@@ -124,8 +129,9 @@ def _make_inputs(inputs: InputSpec, batch: int | None, seed: int) -> tuple[Any, 
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of parameters; a parameter shared by several sub-modules counts once."""
-    return sum(p.numel() for p in module.parameters())
+    """Number of parameters; a parameter shared by several sub-modules counts once. A module whose weights live
+    outside torch (an onnxruntime session) declares them as an `external_parameters` attribute."""
+    return sum(p.numel() for p in module.parameters()) + int(getattr(module, "external_parameters", 0))
 
 
 def _resolve_group(model: nn.Module, group: nn.Module | str) -> nn.Module:
@@ -385,6 +391,7 @@ def sweep(
     backbone: str | None = "backbone",
     count_flops: bool = True,
     rounds: int = 1,
+    runtimes: Mapping[str, str] | None = None,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -411,6 +418,8 @@ def sweep(
         backbone: dotted name of the sub-module counted as params_backbone_m (NaN where a model lacks it); None to
             skip.
         rounds: turns of timed calls per model (see above); every row then holds rounds * iters latencies.
+        runtimes: name -> the `runtime` column of its rows ("eager", "compile", "onnx"; default "eager" for every
+            model). FLOPs are counted on eager rows only.
         progress: progress bar over the sweep.
 
     Returns:
@@ -427,6 +436,7 @@ def sweep(
         raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
     dev = resolve_device(device)
     names = list(models)
+    runtime = _runtimes(names, runtimes)
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(frames) * len(batches) * len(names) * rounds, desc="profile sweep", disable=not progress)
     for t in frames:
@@ -456,12 +466,14 @@ def sweep(
                 for name in names:
                     bar.set_postfix(model=name, frames=t, batch=b)
                     runs[name].append(profile_model(**calls[name], warmup=warmup if turn == 0 else 0,
-                                                    count_flops=count_flops and turn == 0))
+                                                    count_flops=count_flops and turn == 0
+                                                    and runtime[name] == "eager"))
                     bar.update(1)
             for name in names:
                 res = _pooled(runs[name])
                 hw = sizes[name]
-                row = {"model": name, "frames": t, "batch": b, "image_size": f"{hw[0]}x{hw[1]}"}
+                row = {"model": name, "runtime": runtime[name], "frames": t, "batch": b,
+                       "image_size": f"{hw[0]}x{hw[1]}"}
                 row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
                 row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
                 row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
@@ -476,6 +488,18 @@ def sweep(
     table.attrs["columns"] = dict(SWEEP_COLUMNS)
     table.attrs["environment"] = environment()
     return table
+
+
+def _runtimes(names: Sequence[str], runtimes: Mapping[str, str] | None) -> dict[str, str]:
+    """The runtime label of every model name: given ones checked against the names, "eager" for the rest."""
+    runtimes = dict(runtimes or {})
+    unknown = sorted(set(runtimes) - set(names))
+    if unknown:
+        raise ValueError(f"runtimes: {unknown} name no model; the models are {list(names)}")
+    bad = {name: label for name, label in runtimes.items() if not isinstance(label, str) or not label}
+    if bad:
+        raise ValueError(f"runtimes: expected a non-empty label per model (eager, compile, onnx), got {bad}")
+    return {name: runtimes.get(name, "eager") for name in names}
 
 
 def _has_submodule(model: nn.Module, name: str) -> bool:

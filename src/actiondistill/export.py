@@ -1,0 +1,654 @@
+"""Faster runtimes for a trained video model: torch.compile and ONNX (onnxruntime), each checked against eager.
+
+A deployed zero-shot classifier needs two encoders: the video encoder (frames -> L2-normalised embedding, run on
+every clip) and the text encoder (token ids -> embedding, run once per label list). Every runtime here wraps the
+pair behind one interface (`RuntimeVideoModel`: encode_video, encode_text, text_templates, template_probs,
+predict_proba), which is also what `ZeroShotClassifier` calls, so the same scoring code (the ActionCLIP test
+protocol) runs on eager PyTorch, on `torch.compile`d encoders and on onnxruntime sessions.
+
+A faster runtime is only useful if it computes the same thing: `compile_model` and `export_onnx` compare their
+output with eager on probe inputs (`check_agreement`: largest difference of the normalised embeddings, lowest
+cosine similarity, agreement of the zero-shot top-1) and raise `AgreementError` when it is outside the tolerance.
+When torch.compile cannot compile on a machine (inductor needs a C++ compiler on CPU), `compile_model` falls back to
+eager loudly: the returned model says `runtime == "eager"` and why, and a warning is logged; never silently.
+
+Models whose text depends on the video (X-CLIP's video-conditioned prompts) do not fit a two-encoder deployment
+and are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from actiondistill.io import atomic_write_json, read_json
+from actiondistill.models.base import VideoCLIP
+from actiondistill.models.prompts import check_label_list, format_prompts, validate_templates
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("eager", "compile", "onnx")
+_MAX_CACHED = 8  # label lists whose text embeddings a runtime keeps
+VIDEO_FILE = "video_encoder.onnx"
+TEXT_FILE = "text_encoder.onnx"
+MANIFEST_FILE = "export.json"
+EXPORT_VERSION = 1
+#: Label texts the agreement check scores probe clips against when the caller gives none.
+PROBE_LABELS = ("running", "jumping", "waving a hand", "bouncing to the left", "spinning clockwise", "growing",
+                "shrinking", "moving towards the star")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a runtime may drift from eager: fp32 re-implementations differ by float rounding (~1e-6)."""
+
+    max_abs_diff: float = 1e-4  # largest |difference| of the L2-normalised embeddings
+    min_cosine: float = 0.99999  # lowest cosine similarity between the two embeddings of one input
+    min_top1_agreement: float = 1.0  # share of probe clips whose zero-shot top-1 label is the same
+
+
+class AgreementError(RuntimeError):
+    """A faster runtime's output disagrees with eager beyond the tolerance."""
+
+
+def check_agreement(reference_fn: Callable[[Any], torch.Tensor], candidate_fn: Callable[[Any], torch.Tensor],
+                    inputs: Any, *, text: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+                    scale: float = 100.0, tolerance: Tolerance = Tolerance()) -> dict[str, Any]:
+    """Compare two implementations of one encoder on the same inputs.
+
+    Args:
+        reference_fn, candidate_fn: inputs -> (N, D) embeddings (eager and the runtime under test).
+        inputs: what both are called with, e.g. frames (N, T, 3, H, W) or token ids (N, L).
+        text: (C, D) class text embeddings, or a (reference, candidate) pair of them: when given, the zero-shot
+            logits scale * cos(embedding, text) of both sides are compared by their top-1 class.
+        scale: the logit scale of those logits (the models' eval scale is 100).
+        tolerance: the limits; NaN anywhere counts as a failure.
+
+    Returns:
+        dict with n, max_abs_diff (of the L2-normalised embeddings), min_cosine, top1_agreement and max_logit_diff
+        (None without text), tolerance, failures (what exceeded it, in words) and ok.
+    """
+    with torch.inference_mode():
+        ref = reference_fn(inputs).detach().float().cpu()
+        cand = candidate_fn(inputs).detach().float().cpu()
+    if ref.shape != cand.shape or ref.ndim != 2:
+        return {"n": int(ref.shape[0]) if ref.ndim else 0, "max_abs_diff": None, "min_cosine": None,
+                "top1_agreement": None, "max_logit_diff": None, "tolerance": dataclasses.asdict(tolerance),
+                "failures": [f"output shapes differ: reference {tuple(ref.shape)}, candidate {tuple(cand.shape)} "
+                             "(expected equal (N, D))"], "ok": False}
+    ref_n, cand_n = F.normalize(ref, dim=-1), F.normalize(cand, dim=-1)
+    max_abs = float((ref_n - cand_n).abs().max())
+    min_cos = float(F.cosine_similarity(ref, cand, dim=-1).min())
+    top1 = max_logit = None
+    if text is not None:
+        ref_text, cand_text = text if isinstance(text, tuple) else (text, text)
+        ref_logits = scale * ref_n @ F.normalize(ref_text.detach().float().cpu(), dim=-1).t()
+        cand_logits = scale * cand_n @ F.normalize(cand_text.detach().float().cpu(), dim=-1).t()
+        top1 = float((ref_logits.argmax(-1) == cand_logits.argmax(-1)).float().mean())
+        max_logit = float((ref_logits - cand_logits).abs().max())
+    failures = []
+    if not max_abs <= tolerance.max_abs_diff:
+        failures.append(f"max |difference| of the normalised embeddings {max_abs:.3g} > {tolerance.max_abs_diff:g}")
+    if not min_cos >= tolerance.min_cosine:
+        failures.append(f"lowest cosine similarity {min_cos:.7f} < {tolerance.min_cosine}")
+    if top1 is not None and not top1 >= tolerance.min_top1_agreement:
+        failures.append(f"zero-shot top-1 agreement {top1:.3f} < {tolerance.min_top1_agreement}")
+    return {"n": int(ref.shape[0]), "max_abs_diff": max_abs, "min_cosine": min_cos, "top1_agreement": top1,
+            "max_logit_diff": max_logit, "tolerance": dataclasses.asdict(tolerance), "failures": failures,
+            "ok": not failures}
+
+
+# --------------------------------------------------------------------------------------------- the shared interface
+class RuntimeVideoModel(nn.Module):
+    """Inference interface of a video model on some runtime: two encoders plus the ActionCLIP test protocol.
+
+    Subclasses implement `_video(frames)` ((B, T, 3, H, W) float -> (B, D) normalised) and `encode_tokens`
+    ((N, L) int64 token ids -> (N, D) raw text embeddings). Inference only: `train()` is refused.
+    """
+
+    runtime = "eager"
+
+    def __init__(self, num_frames: int, image_size: tuple[int, int], templates: Sequence[str],
+                 eval_logit_scale: float, tokenizer: Callable[[list[str]], torch.Tensor]):
+        super().__init__()
+        self.num_frames = int(num_frames)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.templates = validate_templates(templates)
+        self.eval_logit_scale = float(eval_logit_scale)
+        self.tokenizer = tokenizer
+        self._text_cache: dict[tuple, torch.Tensor] = {}
+        self.eval()
+
+    def train(self, mode: bool = True) -> RuntimeVideoModel:
+        if mode:
+            raise RuntimeError(f"{type(self).__name__} is inference only: train the PyTorch model, then compile or "
+                               "export it again")
+        return super().train(False)
+
+    # ----------------------------------------------------------------- encoders
+    def _video(self, frames: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, L) int64 token ids -> (N, D) raw text embeddings."""
+        raise NotImplementedError
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) CLIP-normalised float frames -> (B, D) L2-normalised video embeddings."""
+        if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise ValueError(f"frames: expected a float tensor (B, T, 3, H, W), got {shape}")
+        with torch.inference_mode():
+            return self._video(frames)
+
+    def forward(self, frames: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+        """(B, C) logits against the mean template text at the eval scale, as `VideoCLIP.forward` in eval mode."""
+        return self.eval_logit_scale * self.encode_video(frames) @ F.normalize(self.encode_text(labels), dim=-1).t()
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(prompts))
+
+    def text_templates(self, labels: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """(K, C, D) normalised text embeddings of every template x label (cached: the weights never change)."""
+        labels = check_label_list(labels)
+        templates = self.templates if templates is None else validate_templates(templates)
+        key = (tuple(labels), templates)
+        if key not in self._text_cache:
+            if len(self._text_cache) >= _MAX_CACHED:
+                self._text_cache.clear()
+            with torch.inference_mode():
+                text = self.encode_tokens(self.tokenize(format_prompts(labels, templates)))
+            self._text_cache[key] = F.normalize(text.float(), dim=-1).view(len(templates), len(labels), -1)
+        return self._text_cache[key]
+
+    def encode_text(self, labels: Sequence[str]) -> torch.Tensor:
+        """(C,) labels -> (C, D): the mean over templates of the normalised text embeddings (eval-mode VideoCLIP)."""
+        return self.text_templates(labels).mean(dim=0)
+
+    def template_probs(self, frames: torch.Tensor, text_templates: torch.Tensor) -> torch.Tensor:
+        """The ActionCLIP test protocol on (K, C, D) text embeddings: softmax per template, mean over templates."""
+        video = self.encode_video(frames).float()
+        text_templates = text_templates.to(video.device)
+        probs = sum((self.eval_logit_scale * video @ text.t()).softmax(dim=-1) for text in text_templates)
+        return probs / text_templates.shape[0]
+
+    def predict_proba(self, frames: torch.Tensor, labels: Sequence[str],
+                      templates: Sequence[str] | None = None) -> torch.Tensor:
+        """(B, C) class probabilities, as `VideoCLIP.predict_proba`."""
+        return self.template_probs(frames, self.text_templates(labels, templates))
+
+    def extra_repr(self) -> str:
+        return f"runtime={self.runtime}, num_frames={self.num_frames}, image_size={self.image_size}"
+
+
+def _check_exportable(model: nn.Module) -> VideoCLIP:
+    if not isinstance(model, VideoCLIP):
+        raise ValueError(f"model: expected a VideoCLIP video model (create_model), got {type(model).__name__}")
+    cls = type(model)
+    if cls.adapt_text is not VideoCLIP.adapt_text or cls.video_context is not VideoCLIP.video_context:
+        raise ValueError(f"{cls.__name__}: its text embeddings depend on the video (video-conditioned prompts), so "
+                         "it cannot be deployed as a separate video encoder and text encoder; expected an ActionCLIP "
+                         "or ViFi-CLIP model")
+    return model
+
+
+def _image_size(model: VideoCLIP, image_size: int | Sequence[int] | None) -> tuple[int, int]:
+    if image_size is None:
+        from actiondistill.realtime.streaming import model_image_size
+
+        return model_image_size(model)
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
+
+
+class EagerVideoModel(RuntimeVideoModel):
+    """The PyTorch model as written, behind the runtime interface: the reference the other runtimes are checked
+    against, and the baseline of their speed-ups."""
+
+    runtime = "eager"
+
+    def __init__(self, model: VideoCLIP, image_size: int | Sequence[int] | None = None):
+        model = _check_exportable(model).eval()
+        super().__init__(model.num_frames, _image_size(model, image_size), model.templates, model.eval_logit_scale,
+                         model.tokenizer)
+        self.model = model
+
+    def _video(self, frames: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_video(frames), dim=-1)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.backbone.encode_text(tokens.to(self.model.logit_scale.device))
+
+
+def probe_frames(batch: int, num_frames: int, image_size: tuple[int, int], seed: int = 0,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """Seeded random (batch, T, 3, H, W) frames: CLIP-normalised pixels are roughly standard normal."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, num_frames, 3, *image_size, generator=gen).to(device)
+
+
+def verify_runtime(reference: RuntimeVideoModel, candidate: RuntimeVideoModel, frames: torch.Tensor,
+                   labels: Sequence[str] = PROBE_LABELS, tolerance: Tolerance = Tolerance(),
+                   raise_error: bool = True) -> dict[str, Any]:
+    """Check both encoders of `candidate` against `reference`: the text encoder on the prompts of `labels` (every
+    template), the video encoder on `frames`, with the zero-shot top-1 against each side's own text embeddings.
+
+    Returns {"video": check_agreement(...), "text": check_agreement(...), "ok": bool}; with `raise_error`, an
+    `AgreementError` naming the encoder and the numbers when either is outside `tolerance`.
+    """
+    tokens = reference.tokenize(format_prompts(check_label_list(labels), reference.templates))
+    text = check_agreement(reference.encode_tokens, candidate.encode_tokens, tokens, tolerance=tolerance)
+    video = check_agreement(reference.encode_video, candidate.encode_video, frames, scale=reference.eval_logit_scale,
+                            text=(reference.encode_text(labels), candidate.encode_text(labels)), tolerance=tolerance)
+    result = {"video": video, "text": text, "ok": video["ok"] and text["ok"]}
+    if raise_error and not result["ok"]:
+        problems = [f"{name} encoder: {'; '.join(check['failures'])}" for name, check in (("video", video),
+                    ("text", text)) if not check["ok"]]
+        raise AgreementError(f"{candidate.runtime} runtime disagrees with eager PyTorch: {' | '.join(problems)}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------- torch.compile
+class CompiledVideoModel(RuntimeVideoModel):
+    """Both encoders through torch.compile; `runtime` is "eager" when compilation failed and was fallen back from
+    (then `fallback_reason` says why)."""
+
+    def __init__(self, model: VideoCLIP, mode: str = "default", backend: str | Callable = "inductor",
+                 dynamic: bool | None = None, image_size: int | Sequence[int] | None = None):
+        model = _check_exportable(model).eval()
+        super().__init__(model.num_frames, _image_size(model, image_size), model.templates, model.eval_logit_scale,
+                         model.tokenizer)
+        self.model = model
+        self.mode, self.backend, self.dynamic = mode, backend, dynamic
+        self.runtime = "compile"
+        self.fallback_reason: str | None = None
+        self.compile_s: dict[str, float] = {}
+        self.agreement: dict[str, Any] | None = None
+
+        def video(frames: torch.Tensor) -> torch.Tensor:
+            return F.normalize(model.encode_video(frames), dim=-1)
+
+        options = {"backend": backend, "dynamic": dynamic}
+        if backend == "inductor":
+            options["mode"] = mode
+        self._compiled_video = torch.compile(video, **options)
+        self._compiled_text = torch.compile(model.backbone.encode_text, **options)
+        self._eager_video, self._eager_text = video, model.backbone.encode_text
+
+    def _video(self, frames: torch.Tensor) -> torch.Tensor:
+        return (self._compiled_video if self.runtime == "compile" else self._eager_video)(frames)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            tokens = tokens.to(self.model.logit_scale.device)
+            return (self._compiled_text if self.runtime == "compile" else self._eager_text)(tokens)
+
+    def fall_back(self, reason: str) -> None:
+        """Run eager from now on, saying so (log warning, `runtime`, `fallback_reason`)."""
+        self.runtime, self.fallback_reason = "eager", reason
+        log.warning("torch.compile unusable here, running eager PyTorch instead: %s", reason)
+
+
+def compile_model(model: VideoCLIP, mode: str = "default", *, backend: str | Callable = "inductor",
+                  dynamic: bool | None = None, batch: int = 1, image_size: int | Sequence[int] | None = None,
+                  labels: Sequence[str] = PROBE_LABELS, fallback: bool = True, tolerance: Tolerance = Tolerance(),
+                  seed: int = 0, progress: bool = True) -> CompiledVideoModel:
+    """torch.compile the video and text encoders, compile them now on probe inputs, and check them against eager.
+
+    torch.compile is lazy: it compiles on the first call, which is where a missing C++ compiler (inductor on CPU)
+    or an unsupported operator surfaces. So both encoders are called here, once, on `batch` probe clips and the
+    prompts of `labels`; those calls are also the agreement check (`verify_runtime`).
+
+    Args:
+        model: an ActionCLIP or ViFi-CLIP model (eval mode; kept on its device).
+        mode: torch.compile mode ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs").
+        backend: torch.compile backend ("inductor"; "aot_eager"/"eager" only check that the model traces).
+        dynamic: torch.compile's dynamic-shape switch (None: recompile once with dynamic shapes when a second
+            batch size arrives).
+        batch: probe clips of the first (compiling) call.
+        fallback: when compilation fails (and eager succeeds on the same input), return a model running eager
+            with `runtime == "eager"` and `fallback_reason` set, and log a warning; False raises RuntimeError.
+        tolerance: agreement with eager required of a compiled model (AgreementError otherwise).
+
+    Returns:
+        CompiledVideoModel with compile_s ({"video": s, "text": s}, the first calls) and, after a check,
+        `agreement` (verify_runtime's result; None after a fallback).
+    """
+    compiled = CompiledVideoModel(model, mode=mode, backend=backend, dynamic=dynamic, image_size=image_size)
+    reference = EagerVideoModel(model, image_size=compiled.image_size)
+    device = model.logit_scale.device
+    frames = probe_frames(batch, compiled.num_frames, compiled.image_size, seed, device)
+    tokens = compiled.tokenize(format_prompts(check_label_list(labels), compiled.templates))
+    bar = tqdm(total=2, desc=f"torch.compile ({backend if isinstance(backend, str) else 'custom'})",
+               disable=not progress, leave=False)
+    try:
+        for name, call, probe in (("video", compiled.encode_video, frames), ("text", compiled.encode_tokens, tokens)):
+            started = time.perf_counter()
+            try:
+                call(probe)
+            except Exception as err:  # compilation failures come as many types (backend, C++ build, lowering)
+                eager_call = reference.encode_video if name == "video" else reference.encode_tokens
+                eager_call(probe)  # an error of the model itself is raised as such, not hidden as a fallback
+                reason = f"{name} encoder: {type(err).__name__}: {' '.join(str(err).split())[:400]}"
+                if not fallback:
+                    raise RuntimeError(f"torch.compile(backend={backend!r}, mode={mode!r}) failed on the {reason}; "
+                                       "pass fallback=True to run eager PyTorch instead") from err
+                compiled.fall_back(reason)
+                return compiled
+            compiled.compile_s[name] = time.perf_counter() - started
+            bar.update(1)
+    finally:
+        bar.close()
+    compiled.agreement = verify_runtime(reference, compiled, frames, labels, tolerance)
+    return compiled
+
+
+# --------------------------------------------------------------------------------------------- ONNX
+class _VideoGraph(nn.Module):
+    """What the video ONNX graph computes: frames -> L2-normalised video embedding."""
+
+    def __init__(self, model: VideoCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_video(frames), dim=-1)
+
+
+class _TextGraph(nn.Module):
+    """What the text ONNX graph computes: token ids -> raw CLIP text embedding."""
+
+    def __init__(self, model: VideoCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.backbone.encode_text(tokens)
+
+
+def default_providers() -> list[str]:
+    """onnxruntime's CUDA provider first when this onnxruntime build has it, the CPU provider always."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxVideoModel(RuntimeVideoModel):
+    """The exported encoders in onnxruntime sessions (`load(directory)` reads an `export_onnx` folder).
+
+    Args:
+        video_path, text_path: the two .onnx files.
+        meta: the export manifest (num_frames, image_size, templates, eval_logit_scale, context_length, params).
+        providers: onnxruntime execution providers (default `default_providers()`).
+        threads: intra-op threads of each session (default torch.get_num_threads(), so eager and ONNX timings
+            use the same number of cores).
+    """
+
+    runtime = "onnx"
+
+    def __init__(self, video_path: str | os.PathLike, text_path: str | os.PathLike, meta: Mapping[str, Any],
+                 providers: Sequence[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+        import open_clip
+
+        super().__init__(meta["num_frames"], meta["image_size"], meta["templates"], meta["eval_logit_scale"],
+                         open_clip.SimpleTokenizer(context_length=int(meta["context_length"])))
+        self.meta = dict(meta)
+        self.external_parameters = int(meta.get("params_total", 0))
+        self.threads = torch.get_num_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads={threads!r}: expected >= 1")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's problem
+        self.providers = list(providers) if providers is not None else default_providers()
+        self._sessions = {}
+        for name, path in (("video", Path(video_path)), ("text", Path(text_path))):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such ONNX file (expected the {name} encoder of an export)")
+            try:
+                self._sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
+            except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+                raise ValueError(f"{path}: onnxruntime cannot load it as the {name} encoder "
+                                 f"({type(err).__name__}: {err})") from err
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None,
+             check_files: bool = True) -> OnnxVideoModel:
+        """Open an `export_onnx` folder; `check_files` compares the files' SHA-256 with the manifest's, so a folder
+        mixing two exports (or a file changed since) is refused."""
+        directory = Path(directory)
+        manifest = directory / MANIFEST_FILE
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{manifest}: no export manifest; {directory} is not a complete export_onnx "
+                                    "folder (the manifest is written last)")
+        meta = read_json(manifest)
+        if meta.get("version") != EXPORT_VERSION:
+            raise ValueError(f"{manifest}: export version {meta.get('version')!r}, expected {EXPORT_VERSION}; "
+                             "export the model again")
+        paths = {name: directory / meta["files"][name]["path"] for name in ("video", "text")}
+        if check_files:
+            for name, path in paths.items():
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: missing {name} encoder named by {manifest}")
+                if _sha256(path) != meta["files"][name]["sha256"]:
+                    raise ValueError(f"{path}: its SHA-256 differs from {manifest}'s: the file changed after the "
+                                     "export (or belongs to another one); export again")
+        return cls(paths["video"], paths["text"], meta, providers=providers, threads=threads)
+
+    def _video(self, frames: torch.Tensor) -> torch.Tensor:
+        expected = (self.num_frames, 3, *self.image_size)
+        if tuple(frames.shape[1:]) != expected:
+            raise ValueError(f"frames {tuple(frames.shape)}: the exported video encoder takes (B, {expected[0]}, 3, "
+                             f"{expected[2]}, {expected[3]}) (frames and image size are fixed at export)")
+        array = frames.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = self._sessions["video"].run(None, {"frames": array})[0]
+        return torch.from_numpy(out).to(frames.device)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        array = tokens.detach().to("cpu", torch.int64).contiguous().numpy()
+        return torch.from_numpy(self._sessions["text"].run(None, {"tokens": array})[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _onnx_export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, opset: int) -> None:
+    """The TorchScript-based exporter: the torch.export-based one needs onnxscript, which the pinned environment
+    lacks. Its warnings are expected here: shape checks are traced as constants (frames and image size are fixed at
+    export; the batch axis is dynamic), and the advanced-indexing warning concerns negative indices, while the text
+    encoder's pooling indexes with arange and argmax (never negative). The agreement check verifies the result.
+    nn.MultiheadAttention's inference fast path (a fused operator without an ONNX symbol) is switched off meanwhile.
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        _traced_export(module, example, path, input_name, opset)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _traced_export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
+                          output_names=["embedding"], opset_version=opset, do_constant_folding=True,
+                          dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}})
+
+
+def export_onnx(model: VideoCLIP, out_dir: str | os.PathLike, num_frames: int | None = None,
+                image_size: int | Sequence[int] | None = None, *, batch: int = 2,
+                labels: Sequence[str] = PROBE_LABELS, opset: int = 17, tolerance: Tolerance = Tolerance(),
+                providers: Sequence[str] | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Export the video encoder and the text encoder to ONNX, check them in onnxruntime, then publish them.
+
+    Files in `out_dir`: `video_encoder.onnx` (input "frames" (B, T, 3, H, W) float32 -> "embedding" (B, D),
+    L2-normalised), `text_encoder.onnx` (input "tokens" (N, context_length) int64 -> "embedding" (N, D)), both
+    with a dynamic batch axis, and `export.json` (the manifest: what `OnnxVideoModel.load` needs, the files'
+    SHA-256 and the agreement). Everything is written to a temporary folder inside `out_dir` first; only an export
+    that agrees with eager (`verify_runtime` on batch + 1 probe clips, a batch size the export never saw, so the
+    dynamic axis is exercised) is moved into place, the manifest last. A failed check raises AgreementError and
+    leaves `out_dir` as it was.
+
+    Args:
+        model: an ActionCLIP or ViFi-CLIP model.
+        out_dir: the export folder (created).
+        num_frames: frames per clip of the video graph (default the model's).
+        image_size: frame side or (H, W) (default the model's image encoder's).
+        batch: the example batch traced.
+        labels: label texts of the agreement check's prompts and zero-shot top-1.
+        opset: ONNX opset.
+        tolerance: see `Tolerance`.
+        providers: onnxruntime providers of the check (default `default_providers()`).
+
+    Returns:
+        the manifest dict, plus "directory".
+    """
+    import onnx
+    import open_clip
+
+    model = _check_exportable(model).eval()
+    num_frames = model.num_frames if num_frames is None else int(num_frames)
+    if num_frames < 1 or batch < 1:
+        raise ValueError(f"num_frames={num_frames}, batch={batch}: both must be >= 1")
+    hw = _image_size(model, image_size)
+    tokenizer = model.tokenizer
+    if not isinstance(tokenizer, open_clip.SimpleTokenizer):
+        raise ValueError(f"{type(tokenizer).__name__}: the ONNX runner re-creates CLIP's BPE tokenizer "
+                         "(open_clip.SimpleTokenizer); other tokenizers are not supported")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = model.logit_scale.device
+    reference = EagerVideoModel(model, image_size=hw)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    steps = tqdm(total=3, desc="ONNX export", disable=not progress, leave=False)
+    try:
+        started = time.perf_counter()
+        frames = probe_frames(batch, num_frames, hw, seed, device)
+        prompts = format_prompts(check_label_list(labels), model.templates)
+        tokens = reference.tokenize((prompts * batch)[:batch]).to(device)
+        _onnx_export(_VideoGraph(model), frames, tmp / VIDEO_FILE, "frames", opset)
+        steps.update(1)
+        _onnx_export(_TextGraph(model), tokens, tmp / TEXT_FILE, "tokens", opset)
+        steps.update(1)
+        for name in (VIDEO_FILE, TEXT_FILE):
+            onnx.checker.check_model(str(tmp / name))
+        export_s = time.perf_counter() - started
+        meta = {
+            "version": EXPORT_VERSION,
+            "model": dict(getattr(model, "config", {}) or {"name": type(model).__name__}),
+            "num_frames": num_frames,
+            "image_size": list(hw),
+            "embed_dim": model.embed_dim,
+            "templates": list(model.templates),
+            "eval_logit_scale": model.eval_logit_scale,
+            "context_length": int(tokenizer.context_length),
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "opset": opset,
+            "torch": torch.__version__,
+            "export_s": round(export_s, 3),
+        }
+        candidate = OnnxVideoModel(tmp / VIDEO_FILE, tmp / TEXT_FILE, meta, providers=providers)
+        check = probe_frames(batch + 1, num_frames, hw, seed + 1, device)
+        agreement = verify_runtime(reference, candidate, check, labels, tolerance)
+        steps.update(1)
+        meta.update(agreement=agreement, providers=candidate.providers,
+                    files={name: {"path": file, "sha256": _sha256(tmp / file), "bytes": (tmp / file).stat().st_size}
+                           for name, file in (("video", VIDEO_FILE), ("text", TEXT_FILE))})
+        (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # a crash from here on leaves no manifest, not a stale one
+        for name in (VIDEO_FILE, TEXT_FILE):
+            os.replace(tmp / name, out_dir / name)
+        atomic_write_json(out_dir / MANIFEST_FILE, meta)
+    finally:
+        steps.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**meta, "directory": str(out_dir)}
+
+
+# --------------------------------------------------------------------------------------------- side by side
+def runtime_table(model: VideoCLIP, runtimes: Sequence[str] = RUNTIMES, *, out_dir: str | os.PathLike | None = None,
+                  batches: Sequence[int] = (1, 8), compile_mode: str = "default",
+                  warmup: int = 2, iters: int = 10, rounds: int = 1, device: str | torch.device = "cpu",
+                  tolerance: Tolerance = Tolerance(), labels: Sequence[str] = PROBE_LABELS, name: str | None = None,
+                  progress: bool = True):
+    """Build the requested runtimes of one model and time their video encoders side by side with eager.
+
+    Clips have the model's `num_frames`. Eager is always the first row (the speed-up reference); "compile" comes
+    from `compile_model`, "onnx" from `export_onnx` into `out_dir` (a temporary folder, deleted afterwards, when
+    None) loaded as OnnxVideoModel. Every runtime passed its agreement check before it is timed. The batches share
+    one `profiler.sweep`, so the ratios compare measurements taken in the same run; a second batch size makes
+    torch.compile recompile during the warm-up calls (untimed), which is why `warmup` must be >= 1 with "compile".
+
+    Returns:
+        the sweep's DataFrame (`runtime` column; `speedup_vs_first` = eager p50 / this p50) with attrs
+        "environment", "columns", "agreement" (runtime -> verify_runtime result), "compile" (mode, backend, compile
+        seconds, runtime actually used, fallback reason) and "export" (the ONNX manifest).
+    """
+    from actiondistill.profiler import resolve_device, sweep
+
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"runtimes: {unknown} unknown; expected some of {list(RUNTIMES)}")
+    if "compile" in runtimes and warmup < 1:
+        raise ValueError(f"warmup={warmup}: torch.compile recompiles on a new batch size during warm-up; use >= 1")
+    dev = resolve_device(device)
+    model = _check_exportable(model).eval().to(dev)
+    label = name or getattr(model, "config", {}).get("name", type(model).__name__)
+    built: dict[str, RuntimeVideoModel] = {"eager": EagerVideoModel(model)}
+    attrs: dict[str, Any] = {"agreement": {}, "compile": None, "export": None}
+    with tempfile.TemporaryDirectory(prefix="actiondistill-export-") as scratch:
+        if "onnx" in runtimes:
+            providers = default_providers() if dev.type == "cuda" else ["CPUExecutionProvider"]
+            if dev.type == "cuda" and "CUDAExecutionProvider" not in providers:
+                raise RuntimeError("device='cuda' but this onnxruntime has no CUDAExecutionProvider (install "
+                                   "onnxruntime-gpu), so ONNX would run on the CPU beside eager on the GPU; time the "
+                                   "ONNX runtime with device='cpu', or leave it out")
+            manifest = export_onnx(model, out_dir if out_dir is not None else scratch, tolerance=tolerance,
+                                   labels=labels, providers=providers, progress=progress)
+            built["onnx"] = OnnxVideoModel.load(manifest["directory"], providers=providers)
+            attrs["export"] = manifest
+            attrs["agreement"]["onnx"] = manifest["agreement"]
+        if "compile" in runtimes:
+            compiled = compile_model(model, compile_mode, batch=batches[0], tolerance=tolerance, labels=labels,
+                                     progress=progress)
+            built["compile"] = compiled
+            attrs["compile"] = {"mode": compile_mode, "backend": "inductor", "runtime": compiled.runtime,
+                                "fallback_reason": compiled.fallback_reason, "compile_s": compiled.compile_s}
+            if compiled.agreement is not None:
+                attrs["agreement"]["compile"] = compiled.agreement
+        order = [r for r in RUNTIMES if r in built]
+        # a fallen-back compile row is timed too, labelled as what actually ran
+        labels_of = {r: r if built[r].runtime == r else f"{built[r].runtime} ({r} fallback)" for r in order}
+        table = sweep({r: built[r] for r in order}, frames=(model.num_frames,), batches=batches,
+                      image_size=built["eager"].image_size, device=dev, warmup=warmup, iters=iters, rounds=rounds,
+                      method="encode_video", backbone="model.backbone.visual", runtimes=labels_of,
+                      progress=progress)
+    table["model"] = label
+    table.attrs.update(attrs)
+    return table
