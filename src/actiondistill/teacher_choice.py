@@ -168,6 +168,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
+    model.eval()  # from here on only evaluation: the class texts are encoded once and stay cached
     out_dir = Path(trainer.out_dir)
     save_weights(model, out_dir / WEIGHTS_NAME)
     (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
