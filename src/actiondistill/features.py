@@ -309,11 +309,91 @@ class FrameFeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def sample(self, index: int) -> list[int]:
+        """The frame indices item `index` takes this epoch: a function of (seed, epoch, index) alone, so another
+        encoder's cache of the same frames (`TeacherFrameDataset`) can be read at the very same frames."""
+        row = self.rows[index]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        return [int(i) for i in self.sampler(self.features.num_frames(row), rng)]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} clips")
         index %= len(self)
-        row = self.rows[index]
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        indices = self.sampler(self.features.num_frames(row), rng)
-        return {"frames": self.features.frames(row, indices), "label": self._labels[index], "index": index}
+        frames = self.features.frames(self.rows[index], self.sample(index))
+        return {"frames": frames, "label": self._labels[index], "index": index}
+
+
+class TeacherFrameDataset:
+    """`dataset`'s items plus "teacher_frames": a second image encoder's cached embeddings of the very frames whose
+    embeddings are in "frames".
+
+    Why: a student on a small CLIP distilled from a teacher on a large one (chapter 7) trains on the small CLIP's
+    cached frame embeddings, but the teacher can only read its own encoder's; with random frame sampling its logits
+    cannot be cached per clip either. Both caches are of one manifest with one frame layout (the same `max_frames`),
+    so the teacher's rows at the frame indices the student's item sampled (`FrameFeatureDataset.sample`) are the
+    teacher's view of the student's exact input.
+
+    Args:
+        dataset: a `FrameFeatureDataset`, bare or inside wrappers that keep its item indices and expose it as
+            `.dataset` (`ClassSubset`, `SpatialTargetDataset`).
+        teacher_features: the teacher encoder's cache of the same manifest (`FrameFeatureCache.get()`); check that
+            it is the teacher's with `check_encoder`.
+    """
+
+    def __init__(self, dataset: Any, teacher_features: FrameFeatures):
+        source = dataset
+        while not isinstance(source, FrameFeatureDataset):
+            source = vars(source).get("dataset") if hasattr(source, "__dict__") else None
+            if source is None:
+                raise ValueError(f"{type(dataset).__name__}: expected a FrameFeatureDataset (possibly inside wrappers "
+                                 "exposing it as `.dataset`): teacher frames are read at the student's cached frames")
+        student = source.features
+        ours, theirs = student.meta.get("manifest_sha256"), teacher_features.meta.get("manifest_sha256")
+        if ours != theirs:
+            raise ValueError(f"teacher features {teacher_features.meta.get('key')!r} are of manifest "
+                             f"{str(theirs)[:12]}, the student's {student.meta.get('key')!r} of {str(ours)[:12]}: "
+                             "cache both encoders' features of the same manifest")
+        self.teacher_rows = [teacher_features.index(student.paths[row]) for row in source.rows]
+        for row, teacher_row in zip(source.rows, self.teacher_rows, strict=True):
+            if student.num_frames(row) != teacher_features.num_frames(teacher_row):
+                raise ValueError(f"{student.paths[row]}: {student.num_frames(row)} cached frames for the student, "
+                                 f"{teacher_features.num_frames(teacher_row)} for the teacher: the two caches need "
+                                 "the same frame layout (the same max_frames)")
+        self.dataset = dataset
+        self.source = source
+        self.teacher_features = teacher_features
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        clip = int(item["index"])  # the FrameFeatureDataset's own index (wrappers keep it)
+        item["teacher_frames"] = self.teacher_features.frames(self.teacher_rows[clip], self.source.sample(clip))
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (e.g. during unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def check_encoder(features: FrameFeatures, backbone: str, pretrained: str | os.PathLike | None, owner: str) -> None:
+    """Refuse cached frame embeddings that `owner` (e.g. "the teacher's") image encoder, `backbone` with the weights
+    `pretrained`, did not make: the cache key names the backbone and hashes its weight file."""
+    from actiondistill.models.pretrained import resolve_pretrained
+
+    if pretrained is None:
+        raise ValueError(f"{owner} image encoder ({backbone}) has no pretrained weights; cached features need the "
+                         "encoder's weight file")
+    sha = file_sha256(resolve_pretrained(backbone, pretrained)[0])
+    meta = features.meta
+    if meta.get("backbone") != backbone or meta.get("checkpoint_sha256") != sha:
+        raise ValueError(f"cached features {meta.get('key')!r} come from {meta.get('backbone')} weights "
+                         f"{str(meta.get('checkpoint_sha256'))[:12]}, but {owner} image encoder is {backbone} weights "
+                         f"{sha[:12]} ({pretrained}); cache the features of {owner} image encoder")

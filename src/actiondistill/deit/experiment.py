@@ -148,17 +148,9 @@ def variant_config(base: TrainConfig, variant: str, seed: int, teacher: TeacherC
 
 def check_features(features: Any, model: ModelConfig) -> None:
     """Refuse cached frame embeddings made by another image encoder than `model`'s (they would not be its inputs)."""
-    from actiondistill.features import file_sha256
-    from actiondistill.models.pretrained import resolve_pretrained
+    from actiondistill.features import check_encoder
 
-    meta = features.meta
-    if model.pretrained is None:
-        raise ValueError(f"model {model.name!r} has no pretrained weights; cached features need the encoder's file")
-    sha = file_sha256(resolve_pretrained(model.backbone, model.pretrained)[0])
-    if meta.get("backbone") != model.backbone or meta.get("checkpoint_sha256") != sha:
-        raise ValueError(f"cached features {meta.get('key')!r} come from {meta.get('backbone')} weights "
-                         f"{str(meta.get('checkpoint_sha256'))[:12]}, but the students use {model.backbone} weights "
-                         f"{sha[:12]} ({model.pretrained}); cache the features of the students' image encoder")
+    check_encoder(features, model.backbone, model.pretrained, "the students'")
 
 
 # --------------------------------------------------------------------------------------- training

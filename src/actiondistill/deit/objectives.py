@@ -18,9 +18,12 @@ plain `actionclip-transf` with the `actionclip` objective.
 
 The teacher is `teachers[teacher]` (default name "teacher", TeacherConfig's default), a frozen `Teacher` scored
 against the same class texts: its eval-mode logits (all templates averaged, fixed scale 100), i.e. its test-time
-probabilities. It sees the batch's "frames", so when the student trains on cached frame embeddings the teacher must
-accept them too (a frame-fusing model, not X-CLIP) and must have the image encoder those embeddings came from;
-the first such batch checks that the teacher's image-encoder weights equal the student's (`same_image_encoder`).
+probabilities. It sees the batch's "teacher_frames" when there are any: its own image encoder's cached embeddings of
+the frames the student sees (`features.TeacherFrameDataset`, for a student on another CLIP than the teacher's;
+`features.check_encoder` checks by the cache key that they are the teacher's). Otherwise it sees the batch's
+"frames", so when the student trains on cached frame embeddings the teacher must accept them too (a frame-fusing
+model, not X-CLIP) and must have the image encoder those embeddings came from; the first such batch checks that
+the teacher's image-encoder weights equal the student's (`same_image_encoder`).
 
 Metrics (averaged over the epoch by the Trainer): loss, loss_frame, loss_token (not for "none"), acc (the DeiT
 average of the heads, what inference uses), acc_frame, acc_token, and for soft/hard teacher_acc (the teacher's
@@ -42,6 +45,7 @@ from actiondistill.engine.distributed import unwrap_model
 from actiondistill.engine.objectives import register_objective
 from actiondistill.engine.teachers import Teacher
 from actiondistill.losses import DistillationLoss, actionclip_class_loss, actionclip_loss
+from actiondistill.models.two_headed import HeadLogits
 
 DISTILLATION_MODES = ("soft", "hard", "gt", "none")
 TEXT_MODES = ("batch", "classes")
@@ -136,18 +140,26 @@ class DeiTTwoHeadObjective:
                 f"model: ...}}]` or Trainer(teachers={{{self.teacher!r}: model}})), set objective.kwargs.teacher to "
                 "one of those names, or use distillation: gt (no teacher)")
         teacher = teachers[self.teacher]
+        frames = batch.get("teacher_frames")
+        if frames is not None:
+            if frames.shape[:2] != batch["frames"].shape[:2]:
+                raise ValueError(f"deit_twohead: teacher_frames {tuple(frames.shape)} and frames "
+                                 f"{tuple(batch['frames'].shape)} disagree on clips or frames per clip; they must be "
+                                 "two encoders' views of the same frames (TeacherFrameDataset)")
+            return teacher.logits(frames, labels_text, index=batch.get("index"))
         frames = batch["frames"]
         if frames.ndim == 3 and self.teacher not in self._checked_encoders:
             if not same_image_encoder(teacher.model, student):
                 raise ValueError(
                     f"deit_twohead: the batch holds cached frame embeddings, but teacher {self.teacher!r} has another "
                     "image encoder than the student (whose frozen encoder made them), so they are not its inputs; "
-                    "use a teacher trained with the same frozen image encoder, or train on pixels")
+                    "use a teacher trained with the same frozen image encoder, give the batch the teacher's own "
+                    "embeddings of the same frames (TeacherFrameDataset), or train on pixels")
             self._checked_encoders.add(self.teacher)
         return teacher.logits(frames, labels_text, index=batch.get("index"))
 
-    def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
-                 labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
+    def check(self, model: nn.Module, labels_text: Sequence[str]) -> list[str]:
+        """The class texts, after checking the model has a token head and the data has class texts."""
         net = unwrap_model(model)
         if not hasattr(net, "encode_video_heads"):
             raise ValueError(f"deit_twohead: {type(net).__name__} has no token head; train actionclip-twohead (the "
@@ -155,9 +167,20 @@ class DeiTTwoHeadObjective:
         texts = list(labels_text)
         if not texts:
             raise ValueError("deit_twohead: the training data has no class texts (expected `classes`)")
-        labels = batch["label"]
+        return texts
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
+                 labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
+        texts = self.check(model, labels_text)
         logits = model(batch["frames"], texts, return_heads=True)
-        teacher = self.teacher_logits(net, batch, teachers, texts) if self.uses_teacher else None
+        return self.step(model, logits, batch, teachers, texts)
+
+    def step(self, model: nn.Module, logits: HeadLogits, batch: Mapping[str, Any], teachers: Mapping[str, Teacher],
+             texts: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
+        """The loss and metrics of one batch from the student's `HeadLogits` (after its forward pass), so that an
+        objective adding other terms (`spatial_multitask` with `deit=`) reuses them from its own forward pass."""
+        labels = batch["label"]
+        teacher = self.teacher_logits(unwrap_model(model), batch, teachers, texts) if self.uses_teacher else None
         parts = self.losses(logits.frame, logits.token, labels, teacher)
         metrics: dict[str, Any] = {"loss": parts["total"].detach(), "loss_frame": parts["frame"].detach()}
         if "token" in parts:

@@ -16,6 +16,7 @@ Public API:
     model.head / model.use_head(head)          the head encode_video returns (context manager restores it)
     model.encode_video_heads(frames) -> (frame_embedding, token_embedding), each (B, D), not normalised
     model(frames, labels, return_heads=True) -> HeadLogits(frame, token, both), each (B, C), one text encoding
+    model.head_logits(frame, token, labels) -> HeadLogits      the same from the two heads' embeddings
     model.load_single_head(path_or_state_dict) -> the keys left at initialisation (NEW_KEYS)
     create_model("actionclip-twohead", ..., init_from=PATH)   the frame path from an `actionclip-transf` checkpoint
 
@@ -114,13 +115,16 @@ class TwoHeadedActionCLIP(ActionCLIP):
         """DeiT inference: the mean of the two heads' L2-normalised embeddings."""
         return (F.normalize(frame, dim=-1) + F.normalize(token, dim=-1)) / 2
 
-    def fuse_frames(self, frame_embeddings: torch.Tensor) -> torch.Tensor:
-        frame, token = self.fuse_heads(frame_embeddings)
+    def selected(self, frame: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """The video embedding of the current `head` from both heads' embeddings."""
         if self.head == "frame":
             return frame
         if self.head == "token":
             return token
         return self.average(frame, token)
+
+    def fuse_frames(self, frame_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.selected(*self.fuse_heads(frame_embeddings))
 
     def encode_video_heads(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels (B, T, 3, H, W) or cached frame embeddings (B, T, D) -> (frame, token) embeddings, each (B, D)."""
@@ -135,7 +139,10 @@ class TwoHeadedActionCLIP(ActionCLIP):
         keeps DistributedDataParallel's gradient synchronisation)."""
         if not return_heads:
             return super().forward(frames, labels)
-        frame, token = self.encode_video_heads(frames)
+        return self.head_logits(*self.encode_video_heads(frames), labels)
+
+    def head_logits(self, frame: torch.Tensor, token: torch.Tensor, labels: Sequence[str]) -> HeadLogits:
+        """Every head's (B, C) logits from the two heads' embeddings, against one encoding of `labels`."""
         text = self.encode_text(labels)
         scale = self.current_logit_scale()
         return HeadLogits(self.cosine_logits(frame, text, scale), self.cosine_logits(token, text, scale),

@@ -2,15 +2,19 @@
 
     loss = action loss + weight * sum_objectives weights[objective] * spatial loss[objective]
 
-The action loss is ActionCLIP's (`texts="batch"` or `"classes"`, as the `actionclip` objective). Each spatial loss
-compares a head of the model (`SpatialActionCLIP`) with the batch's "spatial_targets" (`SpatialTargetDataset`):
-KL(target || softmax(head)) for single-label objectives, BCE with logits for the multi-label ones named in
-`multi_label` (`SpatialTargets.multi_label`). `objectives` picks which objectives are on (default every head of
-the model), for the "which objectives help" ablation; `weight=0` gives exactly the action loss.
+The action loss is ActionCLIP's (`texts="batch"` or `"classes"`, as the `actionclip` objective), or, with `deit`
+(the options of `deit_twohead`), the two-headed DeiT loss of a two-headed student with spatial heads
+(`spatial-twohead`): frame head on the labels, token head on a teacher or the labels, from the same forward pass
+as the spatial heads. Each spatial loss compares a head of the model (`SpatialActionCLIP`,
+`SpatialTwoHeadedActionCLIP`) with the batch's "spatial_targets" (`SpatialTargetDataset`): KL(target ||
+softmax(head)) for single-label objectives, BCE with logits for the multi-label ones named in `multi_label`
+(`SpatialTargets.multi_label`). `objectives` picks which objectives are on (default every head of the model), for
+the "which objectives help" ablation; `weight=0` gives exactly the action loss.
 
-Metrics: loss (the total), action_loss, acc (as the actionclip objective), spatial_loss (sum over the objectives
-of weights[objective] * loss, before `weight`), and per objective `spatial/<name>` (its loss) and, for
-single-label objectives, `spatial_acc/<name>` (the fraction of clips whose head argmax is the target's argmax).
+Metrics: loss (the total), action_loss, acc (as the actionclip objective; with `deit`, the DeiT average of the
+heads, plus every metric of `deit_twohead` but its loss), spatial_loss (sum over the objectives of
+weights[objective] * loss, before `weight`), and per objective `spatial/<name>` (its loss) and, for single-label
+objectives, `spatial_acc/<name>` (the fraction of clips whose head argmax is the target's argmax).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from actiondistill.deit.objectives import DeiTTwoHeadObjective
 from actiondistill.engine.distributed import unwrap_model
 from actiondistill.engine.objectives import register_objective
 from actiondistill.engine.teachers import Teacher
@@ -35,12 +40,14 @@ class SpatialMultiTaskObjective:
         objectives: the objectives trained (default: all the model's heads).
         weights: per-objective weights inside the spatial sum (default 1 each).
         multi_label: objectives with multi-label targets (BCE); the others use KL.
-        texts, sharpness: the action loss, as the `actionclip` objective.
+        texts, sharpness: the action loss, as the `actionclip` objective (not used with `deit`).
+        deit: None for ActionCLIP's action loss; else the `deit_twohead` objective's options (distillation, alpha,
+            tau, teacher, texts, sharpness), whose loss is then the action loss of a two-headed student.
     """
 
     def __init__(self, weight: float = 1.0, objectives: Sequence[str] | None = None,
                  weights: Mapping[str, float] | None = None, multi_label: Sequence[str] = (), texts: str = "batch",
-                 sharpness: float = 10.0):
+                 sharpness: float = 10.0, deit: Mapping[str, Any] | None = None):
         if weight < 0:
             raise ValueError(f"spatial_multitask: weight={weight}, expected >= 0")
         if texts not in ("batch", "classes"):
@@ -53,13 +60,15 @@ class SpatialMultiTaskObjective:
         self.multi_label = set(multi_label)
         self.texts = texts
         self.sharpness = sharpness
+        self.deit = None if deit is None else DeiTTwoHeadObjective(**deit)
 
     def names(self, model: nn.Module) -> list[str]:
         """The objectives trained with `model` (checked against its heads)."""
         heads = getattr(unwrap_model(model), "spatial_heads", None)
         if heads is None:
             raise ValueError(f"spatial_multitask: {type(unwrap_model(model)).__name__} has no spatial heads; build the "
-                             "model as 'spatial-multitask' with spatial_heads={objective: concepts}")
+                             "model as 'spatial-multitask' (or 'spatial-twohead') with "
+                             "spatial_heads={objective: concepts}")
         names = self.objectives if self.objectives is not None else list(heads)
         missing = [n for n in names if n not in heads]
         if missing:
@@ -79,7 +88,14 @@ class SpatialMultiTaskObjective:
             raise ValueError(f"spatial_multitask: the batch has no spatial targets for {absent}; wrap the dataset in "
                              "SpatialTargetDataset(dataset, targets)")
         labels = batch["label"]
-        if self.texts == "batch":
+        metrics: dict[str, Any] = {}
+        if self.deit is not None:
+            texts = self.deit.check(model, labels_text)
+            logits, heads = model(batch["frames"], texts, return_heads=True, heads=names)
+            main, metrics = self.deit.step(model, logits, batch, teachers, texts)
+            metrics = {k: v for k, v in metrics.items() if k != "loss"}
+            correct = logits.both.argmax(1) == labels
+        elif self.texts == "batch":
             logits, heads = model(batch["frames"], [labels_text[i] for i in labels.tolist()], heads=names)
             main = actionclip_loss(logits, logits.t(), labels, sharpness=self.sharpness)
             correct = labels[logits.argmax(1)] == labels
@@ -87,7 +103,7 @@ class SpatialMultiTaskObjective:
             logits, heads = model(batch["frames"], list(labels_text), heads=names)
             main = actionclip_class_loss(logits, labels, sharpness=self.sharpness)
             correct = logits.argmax(1) == labels
-        aux, metrics = {}, {}
+        aux = {}
         for name in names:
             pred, target = heads[name].float(), targets[name].float()
             if name in self.multi_label:

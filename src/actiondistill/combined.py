@@ -1,0 +1,581 @@
+"""Chapter 7's experiment: the three distillations combined into one student, and the book's final table.
+
+Every combination is the student of chapter 3 (the chapter-2 teacher's video model on the smaller CLIP, with the
+initialisation chapter 3 found best), trained with chapter 2's recipe and the profile's seeds, plus:
+
+- `swap`: nothing (chapter 3's own runs, read back, not retrained);
+- `swap+spatial`: chapter 4's chosen setting (spatial heads and losses; chapter 4's runs are read back when they
+  are exactly this configuration, i.e. when chapter 4's student CLIP is chapter 3's best);
+- `swap+deit`: chapter 5's best two-headed variant (the distillation token; its teacher, when the variant has one,
+  is chapter 2's teacher on its own CLIP, reading its own cached embeddings of the student's frames:
+  `features.TeacherFrameDataset`);
+- `swap+spatial+deit`: both, one two-headed student with spatial heads (`spatial-twohead`) and the spatial
+  objective around the two-headed loss (`spatial_multitask` with `deit=`).
+
+Each run is `teacher_choice.train_candidate`, which writes an evaluation record; every model of the book is then
+identified by its per-seed weight files, and `collect` reads any chapter's models back from those records, with
+the architecture each was trained as, for the final table (`final_table`): accuracy over seeds beside parameters,
+GFLOPs and latency measured for all architectures in one profiler run (`latency_table`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
+from actiondistill.io import atomic_write_json, read_json
+
+#: The combinations, in the order tables list them.
+COMBINATIONS = ("swap", "swap+spatial", "swap+deit", "swap+spatial+deit")
+LABELS = {
+    "swap": "swap",
+    "swap+spatial": "swap + spatial",
+    "swap+deit": "swap + two heads",
+    "swap+spatial+deit": "swap + spatial + two heads",
+}
+#: Where each chapter's record is made (the error for a stale record names the chapter to rerun).
+CHAPTERS = {2: "02_teacher", 3: "03_backbone", 4: "04_spatial", 5: "05_deit"}
+#: The thesis's final result (REFERENCE.md): HMDB51 top-1, speed relative to its teacher, backbone parameters
+#: relative to the teacher's ("half the backbone parameters").
+REPORTED = [
+    {"model": "ActionCLIP (thesis teacher)", "benchmark": "HMDB51", "top1": 68.8, "speedup": 1.0,
+     "backbone_ratio": 1.0},
+    {"model": "thesis student: TinyCLIP + spatial + two-headed DeiT", "benchmark": "HMDB51", "top1": 66.5,
+     "speedup": 1.73, "backbone_ratio": 0.5},
+]
+#: The goal stated for this book: at least this speed-up over the teacher, within this many points of its top-1.
+GOAL_SPEEDUP = 2.5
+GOAL_POINTS = 1.0
+
+
+def reported_table() -> pd.DataFrame:
+    """The thesis's numbers, labelled as reported (not measured here), with its drop in points."""
+    table = pd.DataFrame(REPORTED)
+    table.insert(0, "source", "reported")
+    table["drop"] = table["top1"].iloc[0] - table["top1"]
+    return table
+
+
+# --------------------------------------------------------------------------------------- the chapters' records
+def read_chapters(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
+    """Chapters 2 to 5's records under `profile` ("choice", "swap", "spatial", "deit"), after checking that chapters
+    3 to 5 were made with the teacher chapter 2 records now (a stale record names the chapter to rerun)."""
+    from actiondistill import backbone_swap as bs
+    from actiondistill import teacher_choice as tc
+    from actiondistill.deit import experiment as dx
+    from actiondistill.spatial import experiment as sx
+
+    records = {"choice": tc.read_choice(profile, results_dir), "swap": bs.read_results(profile, results_dir),
+               "spatial": sx.read_results(profile, results_dir), "deit": dx.read_results(profile, results_dir)}
+    choice = records["choice"]
+    theirs = {3: (records["swap"]["teacher"]["model"], records["swap"]["teacher"]["weights"]),
+              4: (records["spatial"]["teacher"], None),
+              5: (records["deit"]["teacher"]["model"], records["deit"]["teacher"]["weights"])}
+    ours = {3: (choice["model"], choice["weights"]), 4: (choice["teacher"], None),
+            5: (choice["model"], choice["weights"])}
+    for chapter, made_with in theirs.items():
+        if made_with != ours[chapter]:
+            raise ValueError(f"chapter {chapter}'s record of profile {profile!r} was made with another teacher than "
+                             f"chapter 2's current one ({choice['teacher']}, weights {choice['weights']}): rerun "
+                             f"chapter {chapter} (python -m actiondistill book --profile {profile} --only "
+                             f"{CHAPTERS[chapter]})")
+    return records
+
+
+def student_base(choice: Mapping[str, Any], swap: Mapping[str, Any]) -> TrainConfig:
+    """Chapter 2's recipe with chapter 3's best student CLIP (its backbone and initial weights)."""
+    from actiondistill import backbone_swap as bs
+
+    base = bs.recipe(choice)
+    best = swap["best"]["model"]
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, backbone=best["backbone"],
+                                                               pretrained=best["pretrained"], checkpoint=None))
+
+
+def deit_setting(deit: Mapping[str, Any], metric: str = "top1") -> dict[str, Any]:
+    """Chapter 5's best *two-headed* variant (the single head can be its overall best, but is no DeiT student), its
+    options, and how it compared with the single head there (`paired_effect`; None without single-head runs)."""
+    from actiondistill.deit import experiment as dx
+
+    runs = pd.DataFrame(deit["runs"])
+    means = runs[runs["variant"] != "single"].groupby("variant")[metric].mean()
+    if means.empty:
+        raise ValueError("chapter 5's record has no two-headed variant; rerun chapter 5 with one of "
+                         f"{[v for v in dx.VARIANTS if v != 'single']}")
+    order = [v for v in dx.VARIANTS if v in means.index]
+    variant = max(order, key=lambda v: (means[v], -order.index(v)))
+    effect = dx.paired_effect(runs, variant, "single", metric) if "single" in set(runs["variant"]) else None
+    return {"variant": variant, "label": dx.LABELS[variant], "uses_teacher": variant in dx.TEACHER_VARIANTS,
+            "alpha": float(deit["alpha"]), "tau": float(deit["tau"]),
+            "soft_alpha": None if deit.get("soft_alpha") is None else float(deit["soft_alpha"]),
+            "fusion_layers": int(deit["fusion_layers"]), "top1_mean": float(means[variant]), "vs_single": effect}
+
+
+def spatial_setting(spatial: Mapping[str, Any], base: TrainConfig) -> dict[str, Any]:
+    """Chapter 4's chosen setting, its student moved onto `base`'s CLIP, and its headline (did it help there?)."""
+    from actiondistill.spatial import experiment as sx
+
+    student = {**spatial["student"], "backbone": base.model.backbone, "pretrained": base.model.pretrained}
+    return {"setting": sx.SpatialSetting.from_dict(spatial["best"]), "student": student,
+            "targets": dict(spatial["targets"]), "headline": dict(spatial["headline"]),
+            "weights": {int(s): w for s, w in spatial["weights"].items()}}
+
+
+def spatial_targets_of(spatial: Mapping[str, Any], manifest: str | Path, framework_features: Any = None,
+                       dtype: str = "fp32", device: str = "cpu", progress: bool = True) -> Any:
+    """The targets chapter 4's chosen setting trained on (`spatial_setting`): the synthetic ground truth, or the
+    CLIP framework's with chapter 4's recorded settings, from its cache. `framework_features` are the framework
+    CLIP's cached frame embeddings, as chapter 4 passed them (their precision is part of the key; without them,
+    `dtype`); a key other than the recorded one is an error."""
+    from actiondistill.features import manifest_file
+    from actiondistill.spatial import SpatialTargetCache, ground_truth_targets, manifest_vocabularies
+    from actiondistill.spatial import experiment as sx
+
+    setting, recorded = spatial["setting"], spatial["targets"]
+    if setting.source == sx.GROUND_TRUTH:
+        return ground_truth_targets(manifest)
+    vocabularies = manifest_vocabularies(read_json(manifest_file(manifest)), recorded["objectives"])
+    cache = SpatialTargetCache(manifest, vocabularies, recorded["backbone"], recorded["pretrained"],
+                               frames=setting.frames, temperature=recorded["temperature"],
+                               aggregate=recorded["aggregate"], dtype=dtype, features=framework_features,
+                               device=device, progress=progress)
+    if recorded.get("key") and cache.key != recorded["key"]:
+        raise ValueError(f"spatial targets: chapter 4 trained on {recorded['key']!r}, these settings give "
+                         f"{cache.key!r} (another CLIP, precision or vocabulary); rerun chapter 4 with this world")
+    return cache.get()
+
+
+def earlier_findings(spatial: Mapping[str, Any], deit: Mapping[str, Any]) -> str:
+    """What chapters 4 and 5 found for the two ingredients, in words chosen from their verdicts, and that the
+    combinations are trained either way."""
+    helps = spatial["headline"].get("helps")
+    gain = spatial["headline"].get("gain") or {}
+    if gain.get("seeds", 0) < 2:
+        four = "chapter 4 ran one seed, so it could not say whether its setting helps"
+    elif helps:
+        four = f"in chapter 4 its setting helped ({gain['mean']:+.1f} points over the action-only student)"
+    elif gain.get("hurts"):
+        four = f"in chapter 4 its setting hurt ({gain['mean']:+.1f} points against the action-only student)"
+    else:
+        four = (f"in chapter 4 its setting gave no measurable gain ({gain['mean']:+.1f} points against the "
+                "action-only student, within two standard errors)")
+    effect = deit["vs_single"]
+    if effect is None or effect["verdict"] == "unknown":
+        five = f"chapter 5 could not judge its best two-headed variant ({deit['label']}) against the single head"
+    else:
+        word = {"gain": "beat", "loss": "fell below", "none": "did not measurably differ from"}[effect["verdict"]]
+        five = (f"chapter 5's best two-headed variant ({deit['label']}) {word} the single head "
+                f"({effect['mean']:+.1f} points, paired over {effect['seeds']} seeds)")
+    unproven = not helps or effect is None or effect["verdict"] != "gain"
+    tail = (" Each ingredient is combined with the swap regardless: what it adds on the smaller CLIP is measured "
+            "here, not assumed." if unproven else " Both are combined with the swap.")
+    return f"{four[0].upper()}{four[1:]}; {five}.{tail}"
+
+
+# --------------------------------------------------------------------------------------- configurations
+def combination_config(base: TrainConfig, combination: str, seed: int, *, spatial: Mapping[str, Any] | None = None,
+                       targets: Any = None, deit: Mapping[str, Any] | None = None, teacher: Any = None,
+                       run_prefix: str = "combined", runs_dir: str | Path | None = None) -> TrainConfig:
+    """One combination's run: `base` (`student_base`) with the spatial part (`spatial_setting` and its
+    `SpatialTargets`) and / or the two-headed part (`deit_setting`, and the teacher's `TeacherConfig` when its
+    variant has one), built by chapters 4 and 5's own config functions; the run is named by the combination."""
+    from actiondistill.deit import experiment as dx
+    from actiondistill.paths import data_dir
+    from actiondistill.spatial import experiment as sx
+
+    if combination not in COMBINATIONS:
+        raise ValueError(f"combination {combination!r}: expected one of {list(COMBINATIONS)}")
+    with_spatial, with_deit = "spatial" in combination, "deit" in combination
+    if with_spatial and (spatial is None or targets is None):
+        raise ValueError(f"combination {combination!r} needs spatial= (spatial_setting) and targets= (SpatialTargets)")
+    if with_deit and deit is None:
+        raise ValueError(f"combination {combination!r} needs deit= (deit_setting)")
+    slug = combination.replace("+", "-")
+    run_name = f"{run_prefix}-{slug}-seed{seed}"
+    out_dir = str((Path(runs_dir) if runs_dir is not None else data_dir() / "runs" / run_prefix) / run_name)
+    cfg = dataclasses.replace(base, seed=seed)
+    if with_spatial:
+        cfg = sx.spatial_config(cfg, spatial["student"], spatial["setting"], targets, seed)
+    if with_deit:
+        two = dx.variant_config(base, deit["variant"], seed, teacher, alpha=deit["alpha"], tau=deit["tau"],
+                                soft_alpha=deit["soft_alpha"], fusion_layers=deit["fusion_layers"])
+        if with_spatial:
+            kwargs = {**two.model.kwargs, "spatial_heads": cfg.model.kwargs["spatial_heads"],
+                      "head_input": cfg.model.kwargs.get("head_input", "video")}
+            model = dataclasses.replace(two.model, name="spatial-twohead", kwargs=kwargs)
+            objective = ObjectiveConfig("spatial_multitask", {**cfg.objective.kwargs, "deit": two.objective.kwargs})
+            two = dataclasses.replace(two, model=model, objective=objective)
+        cfg = two
+    return dataclasses.replace(cfg, run_name=run_name, out_dir=out_dir)
+
+
+def recorded_row(cfg: TrainConfig, weights: str | Path, inputs: Mapping[str, str]) -> dict[str, Any] | None:
+    """The evaluation row of the run that made `weights` when it is exactly the run `cfg` describes (same config but
+    for its name and folder, same `inputs`: input, image_encoder, token_embedding), else None."""
+    from actiondistill.paths import results_dir
+
+    path = Path(cfg.results_dir or results_dir()) / f"{Path(weights).parent.name}-eval.json"
+    if not Path(weights).is_file() or not path.is_file():
+        return None
+    record = read_json(path)
+    names = ("run_name", "out_dir")
+    same_config = ({k: v for k, v in record.get("config", {}).items() if k not in names}
+                   == {k: v for k, v in to_dict(cfg).items() if k not in names})
+    row = record.get("metrics", {}).get("row") or {}
+    same_inputs = all(row.get(k) == v for k, v in inputs.items())
+    return dict(row) if same_config and same_inputs and row.get("weights") == str(weights) else None
+
+
+def inputs_of(features: Any, freeze_image_encoder: bool, freeze_token_embedding: bool) -> dict[str, str]:
+    """What `train_candidate` writes about a run's inputs, for `recorded_row`."""
+    return {"input": "cached frame embeddings" if features is not None and freeze_image_encoder else "pixels",
+            "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
+            "token_embedding": "frozen" if freeze_token_embedding else "trained"}
+
+
+# --------------------------------------------------------------------------------------- training
+def train_combination(cfg: TrainConfig, features: Any = None, teacher_features: Any = None, targets: Any = None,
+                      freeze_image_encoder: bool = True, freeze_token_embedding: bool = False,
+                      progress: bool = True) -> dict[str, Any]:
+    """Train one combination (`combination_config`) with `train_candidate` and return its row.
+
+    The training items gain the spatial targets (`targets`, for a spatial objective) and, when the config has a
+    teacher and the student trains on cached `features`, the teacher's own cached embeddings of the same frames
+    (`teacher_features`, checked by cache key against the teacher's image encoder).
+    """
+    from actiondistill import teacher_choice as tc
+    from actiondistill.features import TeacherFrameDataset, check_encoder
+    from actiondistill.spatial.dataset import SpatialTargetDataset
+
+    spatial = cfg.objective.name == "spatial_multitask"
+    if spatial and targets is None:
+        raise ValueError(f"run {cfg.run_name!r}: the spatial objective needs targets= (SpatialTargets)")
+    cached = features is not None and freeze_image_encoder
+    teacher_frames = None
+    if cached and cfg.teachers:
+        if teacher_features is None:
+            raise ValueError(f"run {cfg.run_name!r}: the student trains on cached frame embeddings of its own CLIP "
+                             "and has a teacher: pass teacher_features= (the teacher CLIP's cache of the same world)")
+        check_encoder(features, cfg.model.backbone, cfg.model.pretrained, "the student's")
+        for teacher in cfg.teachers:
+            check_encoder(teacher_features, teacher.model.backbone, teacher.model.pretrained,
+                          f"teacher {teacher.name!r}'s")
+        teacher_frames = teacher_features
+
+    def wrap(dataset: Any) -> Any:
+        if teacher_frames is not None:
+            dataset = TeacherFrameDataset(dataset, teacher_frames)
+        if spatial:
+            names = cfg.objective.kwargs.get("objectives") or targets.names
+            dataset = SpatialTargetDataset(dataset, targets.select(list(names)))
+        return dataset
+
+    return tc.train_candidate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=progress,
+                              wrap_train=wrap)
+
+
+def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequence[str] = COMBINATIONS, *,
+                     swap: Mapping[str, Any], spatial: Mapping[str, Any] | None = None, targets: Any = None,
+                     deit: Mapping[str, Any] | None = None, choice: Mapping[str, Any] | None = None,
+                     features: Any = None, teacher_features: Any = None, freeze_image_encoder: bool = True,
+                     freeze_token_embedding: bool = False, run_prefix: str = "combined",
+                     runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Every combination with every seed; one row per (combination, seed): `train_candidate`'s row plus
+    `combination`, `label` and `reused_from` (the chapter whose run it is, or "").
+
+    `swap` rows are chapter 3's runs of its best initialisation (`swap`: its record); `swap+spatial` reuses chapter
+    4's run of a seed when `recorded_row` finds it is exactly this configuration (`spatial["weights"]`); everything
+    else trains here. `choice` (chapter 2's record) gives the teacher of a two-headed variant with one.
+    """
+    from tqdm.auto import tqdm
+
+    from actiondistill.deit import experiment as dx
+
+    unknown = [c for c in combinations if c not in COMBINATIONS]
+    if unknown or not combinations:
+        raise ValueError(f"combinations={list(combinations)}: expected a non-empty selection of {list(COMBINATIONS)}")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    if deit is not None and deit["uses_teacher"] and choice is None:
+        raise ValueError(f"the two-headed variant {deit['variant']!r} distils from chapter 2's teacher: pass choice=")
+    inputs = inputs_of(features, freeze_image_encoder, freeze_token_embedding)
+    rows = []
+    bar = tqdm([(c, int(s)) for c in combinations for s in seeds], desc="combinations x seeds", disable=not progress)
+    for combination, seed in bar:
+        bar.set_postfix(combination=combination, seed=seed)
+        if combination == "swap":
+            row, reused = _swap_row(swap, seed), "chapter 3"
+        else:
+            teacher = dx.teacher_config(choice, seed)[0] if "deit" in combination and deit["uses_teacher"] else None
+            cfg = combination_config(base, combination, seed, spatial=spatial, targets=targets, deit=deit,
+                                     teacher=teacher, run_prefix=run_prefix, runs_dir=runs_dir)
+            previous = spatial["weights"].get(seed) if combination == "swap+spatial" else None
+            row = recorded_row(cfg, previous, inputs) if previous else None
+            reused = "chapter 4" if row is not None else ""
+            if row is None:
+                row = train_combination(cfg, features, teacher_features, targets, freeze_image_encoder,
+                                        freeze_token_embedding, progress=False)
+        rows.append({"combination": combination, "label": LABELS[combination], **row, "reused_from": reused})
+    return pd.DataFrame(rows)
+
+
+def _swap_row(swap: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    best = swap["best"]["init"]
+    mine = [r for r in swap["runs"] if r["init"] == best and int(r["seed"]) == seed]
+    if not mine:
+        raise ValueError(f"seed {seed}: chapter 3 has no run of its best initialisation ({best}) with this seed; rerun "
+                         "chapter 3 with the same seeds")
+    return dict(mine[0])
+
+
+def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "train_s")) -> pd.DataFrame:
+    """Mean, std, min and max over seeds per combination (`teacher_choice.summarise`), with its label."""
+    from actiondistill import teacher_choice as tc
+
+    table = tc.summarise(runs.assign(model=runs["combination"]), metrics=[m for m in metrics if m in runs])
+    table.index.name = "combination"
+    table.insert(0, "label", [LABELS[c] for c in table.index])
+    return table
+
+
+def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """What each combination adds to the swap alone, paired by seed (`deit.experiment.paired_effect`: mean, std,
+    verdict "gain" / "loss" / "none" / "unknown"), with a sentence per combination."""
+    from actiondistill.deit import experiment as dx
+
+    if "swap" not in set(runs["combination"]):
+        raise ValueError("added_value: the runs need the swap alone (combination 'swap') as the reference")
+    as_variants = runs.assign(variant=runs["combination"])
+    rows = []
+    for combination in [c for c in COMBINATIONS if c in set(runs["combination"]) and c != "swap"]:
+        effect = dx.paired_effect(as_variants, combination, "swap", metric)
+        tail = {"gain": "more than two standard errors above zero: a measurable gain",
+                "loss": "more than two standard errors below zero: a measurable loss",
+                "none": "within two standard errors of zero: no measurable difference",
+                "unknown": "with one seed, so no spread to judge it by"}[effect["verdict"]]
+        spread = "" if math.isnan(effect["std"]) else f", sd {effect['std']:.1f}"
+        sentence = (f"{LABELS[combination]} against the swap alone: {effect['mean']:+.1f} points "
+                    f"(paired over {effect['seeds']} seed(s){spread}), {tail}")
+        rows.append({"combination": combination, "label": LABELS[combination], "mean": effect["mean"],
+                     "std": effect["std"], "seeds": effect["seeds"], "verdict": effect["verdict"],
+                     "sentence": sentence})
+    return pd.DataFrame(rows).set_index("combination")
+
+
+# --------------------------------------------------------------------------------------- every model of the book
+def book_entries(records: Mapping[str, Any], combinations: pd.DataFrame) -> list[tuple[str, str, dict[int, str]]]:
+    """Every model of the book as (chapter, name, {seed: weights}) for `collect`, in the order of the chapters: the
+    teacher first (the speed-up reference), chapter 3's students per initialisation, chapter 4's chosen setting,
+    chapter 5's variants, then this chapter's combinations (`run_combinations`' rows)."""
+    from actiondistill import backbone_swap as bs
+    from actiondistill.deit import experiment as dx
+    from actiondistill.spatial import experiment as sx
+
+    def per_seed(rows: pd.DataFrame) -> dict[int, str]:
+        return {int(s): str(w) for s, w in zip(rows["seed"], rows["weights"], strict=True)}
+
+    choice, swap, spatial, deit = (records[k] for k in ("choice", "swap", "spatial", "deit"))
+    entries = [("chapter 2", f"teacher ({choice['label']})", {int(s): w for s, w in choice["weights"].items()})]
+    swap_runs = pd.DataFrame(swap["runs"])
+    entries += [("chapter 3", f"swap ({bs.LABELS[i]})", per_seed(swap_runs[swap_runs["init"] == i]))
+                for i in swap_runs["init"].unique()]
+    setting = sx.SpatialSetting.from_dict(spatial["best"])
+    entries.append(("chapter 4", f"spatial ({setting.name})", {int(s): w for s, w in spatial["weights"].items()}))
+    deit_runs = pd.DataFrame(deit["runs"])
+    entries += [("chapter 5", dx.LABELS[v], per_seed(deit_runs[deit_runs["variant"] == v]))
+                for v in deit_runs["variant"].unique()]
+    entries += [("chapter 7", LABELS[c], per_seed(combinations[combinations["combination"] == c]))
+                for c in combinations["combination"].unique()]
+    return entries
+
+
+def collect(entries: Sequence[tuple[str, str, Mapping[Any, str]]], seeds: Sequence[int],
+            results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every model of the book, one row per (model, seed), read back from its runs' evaluation records.
+
+    `entries` are (chapter, name, {seed: weights file}); only `seeds` are kept. Entries with the same weight files
+    are one model (e.g. chapter 3's best initialisation and chapter 7's swap alone) and become one, its names
+    joined with " = " and its first chapter kept. Columns: chapter, model, seed, top1, zs_top1, weights, and the
+    architecture it was trained as (`arch`: registry name, backbone and constructor options, as JSON-able dict).
+    """
+    from actiondistill.paths import results_dir as default_results
+
+    folder = Path(results_dir or default_results())
+    wanted = [int(s) for s in seeds]
+    merged: dict[tuple[str, ...], dict[str, Any]] = {}
+    for chapter, name, weights in entries:
+        files = {int(s): str(w) for s, w in weights.items() if int(s) in wanted}
+        if not files:
+            raise ValueError(f"{chapter} {name!r}: no weights for the seeds {wanted} (has {sorted(weights)})")
+        key = tuple(files[s] for s in sorted(files))
+        if key in merged:
+            merged[key]["names"].append(name)
+        else:
+            merged[key] = {"chapter": chapter, "names": [name], "files": files}
+    rows = []
+    for entry in merged.values():
+        for seed, weights in sorted(entry["files"].items()):
+            path = folder / f"{Path(weights).parent.name}-eval.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no evaluation record of {weights} ({entry['chapter']}, "
+                                        f"{entry['names'][0]}); rerun that chapter")
+            record = read_json(path)
+            row, model = record["metrics"]["row"], record["config"]["model"]
+            arch = {"name": model["name"], "backbone": model["backbone"],
+                    "kwargs": {k: v for k, v in (model.get("kwargs") or {}).items() if k != "init_from"}}
+            rows.append({"chapter": entry["chapter"], "model": " = ".join(entry["names"]), "seed": seed,
+                         "top1": float(row["top1"]), "zs_top1": _nan(row.get("zs_top1")), "weights": weights,
+                         "arch": arch})
+    return pd.DataFrame(rows)
+
+
+def architectures(models: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The distinct architectures of `collect`'s rows, named "<registry name> on <backbone>" (numbered when one name
+    has several configurations), and each row's name for them as `models["arch_name"]` (set in place)."""
+    specs: dict[str, dict[str, Any]] = {}
+    names = []
+    for arch in models["arch"]:
+        found = next((n for n, s in specs.items() if s == arch), None)
+        if found is None:
+            found = f"{arch['name']} on {arch['backbone']}"
+            count = sum(1 for s in specs.values() if (s["name"], s["backbone"]) == (arch["name"], arch["backbone"]))
+            found += f" ({count + 1})" if count else ""
+            specs[found] = arch
+        names.append(found)
+    models["arch_name"] = names
+    return specs
+
+
+def latency_table(specs: Mapping[str, Mapping[str, Any]], class_texts: Sequence[str], frames: Sequence[int] = (16,),
+                  batches: Sequence[int] = (1,), device: str = "cpu", warmup: int = 1, iters: int = 5,
+                  rounds: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Every architecture side by side in one profiler run (`profiler.sweep`; the first one, the teacher's, is the
+    speed-up reference): `predict_proba` of pixel clips against the cached embeddings of `class_texts`, as chapters
+    2 and 3 time their models. Random weights (latency does not depend on their values); `params_backbone_m` counts
+    the image encoder; GFLOPs count a multiply-add as 2."""
+    import torch
+
+    from actiondistill.models import create_model
+    from actiondistill.models.backbones import backbone_config
+    from actiondistill.profiler import sweep
+
+    if not specs:
+        raise ValueError("specs: expected at least one architecture")
+    texts = list(class_texts)
+
+    def factory(spec: Mapping[str, Any]) -> Callable[[int], Any]:
+        return lambda t: create_model(spec["name"], backbone=spec["backbone"], num_frames=t, templates=("{}",),
+                                      **spec["kwargs"])
+
+    def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
+        return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts
+
+    sides = {name: backbone_config(spec["backbone"])["vision_cfg"]["image_size"] for name, spec in specs.items()}
+    return sweep({name: factory(spec) for name, spec in specs.items()}, frames=frames, batches=batches,
+                 image_size=sides, device=device, warmup=warmup, iters=iters, rounds=rounds, method="predict_proba",
+                 make_inputs=inputs, backbone="backbone.visual", progress=progress)
+
+
+def final_table(models: pd.DataFrame, latency: pd.DataFrame, frames: int, throughput_batch: int = 1) -> pd.DataFrame:
+    """One row per model of the book (`collect` with `architectures` applied; the first model is the teacher):
+    seeds, top-1 and zero-shot top-1 (mean, std), image-encoder and total parameters (M), GFLOPs (2 x MAC), latency
+    p50 at batch 1 and throughput (clips/s at `throughput_batch`) at `frames` frames, the speed-up over the
+    teacher, the drop in points from the teacher's top-1, and the architecture."""
+    grouped = models.groupby("model", sort=False)
+    table = grouped.agg(chapter=("chapter", "first"), arch=("arch_name", "first"), seeds=("seed", "size"),
+                        top1_mean=("top1", "mean"), top1_std=("top1", "std"), zs_top1_mean=("zs_top1", "mean"),
+                        zs_top1_std=("zs_top1", "std"))
+    timed = latency[latency["frames"] == frames]
+    one = timed[timed["batch"] == 1].set_index("model")
+    many = timed[timed["batch"] == throughput_batch].set_index("model")
+    missing = sorted((set(table["arch"]) - set(one.index)) | (set(table["arch"]) - set(many.index)))
+    if missing:
+        raise ValueError(f"latency: no rows at {frames} frames (batch 1 and {throughput_batch}) for {missing}")
+    for column in ("params_backbone_m", "params_total_m", "gflops", "p50_ms"):
+        table[column] = table["arch"].map(one[column]).to_numpy()
+    table["throughput_clips_s"] = table["arch"].map(many["throughput_clips_s"]).to_numpy()
+    teacher = table.iloc[0]
+    table["speedup"] = teacher["p50_ms"] / table["p50_ms"]
+    table["drop"] = teacher["top1_mean"] - table["top1_mean"]
+    return table
+
+
+def goal(table: pd.DataFrame, min_speedup: float = GOAL_SPEEDUP, max_drop: float = GOAL_POINTS) -> dict[str, Any]:
+    """Which students (every row of `final_table` but the first, the teacher) run at least `min_speedup` times the
+    teacher's speed within `max_drop` points of its mean top-1, and a sentence saying so, chosen from the numbers:
+    the fastest that reaches it, or else the most accurate student fast enough and the fastest accurate enough."""
+    students = table.iloc[1:]
+    fast = students[students["speedup"] >= min_speedup]
+    close = students[students["drop"] <= max_drop]
+    reached = fast[fast["drop"] <= max_drop].sort_values("speedup", ascending=False)
+    points = f"{max_drop:g} point{'' if max_drop == 1 else 's'}"
+    rule = f"at least {min_speedup:g}x the teacher's speed within {points} of its top-1"
+    if not reached.empty:
+        others = f" ({len(reached) - 1} other student(s) too)" if len(reached) > 1 else ""
+        sentence = (f"The goal, a student {rule}, is reached by **{reached.index[0]}**{others}: "
+                    f"{reached['speedup'].iloc[0]:.2f}x the teacher's speed, {_change(reached['drop'].iloc[0])} "
+                    "top-1.")
+    else:
+        parts = []
+        if not fast.empty:
+            best = fast.sort_values("top1_mean", ascending=False)
+            parts.append(f"the most accurate student at least {min_speedup:g}x as fast, **{best.index[0]}** "
+                         f"({best['speedup'].iloc[0]:.2f}x), is {_change(best['drop'].iloc[0])}")
+        else:
+            parts.append(f"no student runs {min_speedup:g}x as fast as the teacher (the fastest, "
+                         f"**{students['speedup'].idxmax()}**, reaches {students['speedup'].max():.2f}x)")
+        if not close.empty:
+            best = close.sort_values("speedup", ascending=False)
+            parts.append(f"the fastest student within {points}, **{best.index[0]}**, runs at "
+                         f"{best['speedup'].iloc[0]:.2f}x")
+        else:
+            parts.append(f"no student is within {points} of the teacher")
+        sentence = f"No student reaches the goal ({rule}): " + "; ".join(parts) + "."
+    return {"rule": rule, "reached": [str(n) for n in reached.index], "sentence": sentence,
+            "min_speedup": min_speedup, "max_drop": max_drop}
+
+
+def _change(drop: float) -> str:
+    """'1.2 points below the teacher's' / 'above'; never -0.0."""
+    if abs(drop) < 0.05:
+        return "level with the teacher's"
+    return f"{abs(drop):.1f} points {'below' if drop > 0 else 'above'} the teacher's"
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------------------- results record
+def results_path(profile: str, results_dir: str | Path | None = None) -> Path:
+    """data/results/combined-<profile>.json: the book's final table of the profile."""
+    from actiondistill.paths import results_dir as default_results
+
+    return Path(results_dir or default_results()) / f"combined-{profile}.json"
+
+
+def write_results(path: str | Path, runs: pd.DataFrame, table: pd.DataFrame, outcome: Mapping[str, Any],
+                  extra: Mapping[str, Any] | None = None) -> Path:
+    """Record the combinations' runs, the final table and the goal's outcome (atomically; NaN as null)."""
+    record = {"runs": runs.to_dict(orient="records"), "table": table.reset_index().to_dict(orient="records"),
+              "goal": dict(outcome), **(dict(extra) if extra else {})}
+    return atomic_write_json(path, _finite(record))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
