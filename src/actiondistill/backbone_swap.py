@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from actiondistill.config import TrainConfig, from_dict, to_dict
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The initialisations of the student's CLIP, in the order tables list them.
 INITS = ("tinyclip", "inherited", "random")
@@ -427,7 +427,7 @@ def write_results(path: str | os.PathLike, choice: Mapping[str, Any], inits: Map
         "config": to_dict(base),
         **(dict(extra) if extra else {}),
     }
-    return atomic_write_json(path, _finite(record))
+    return atomic_write_json(path, json_nulls(record))
 
 
 def read_results(profile: str, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -438,13 +438,3 @@ def read_results(profile: str, results_dir: str | os.PathLike | None = None) -> 
                                 f"(python -m actiondistill book --profile {profile} --only 03_backbone)")
     return read_json(path)
 
-
-def _finite(obj: Any) -> Any:
-    """NaN (a single seed's std, a missing zero-shot split) as null, so the file is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -26,11 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The combinations, in the order tables list them.
 COMBINATIONS = ("swap", "swap+spatial", "swap+deit", "swap+spatial+deit")
@@ -566,16 +565,5 @@ def write_results(path: str | Path, runs: pd.DataFrame, table: pd.DataFrame, out
     """Record the combinations' runs, the final table and the goal's outcome (atomically; NaN as null)."""
     record = {"runs": runs.to_dict(orient="records"), "table": table.reset_index().to_dict(orient="records"),
               "goal": dict(outcome), **(dict(extra) if extra else {})}
-    return atomic_write_json(path, _finite(record))
+    return atomic_write_json(path, json_nulls(record))
 
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON with sorted keys and a trailing newline, so equal content gives equal bytes."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def json_nulls(obj: Any) -> Any:
+    """`obj` with NaN and infinities as None (null) and numpy scalars as Python numbers, so results tables (a single
+    seed's std is NaN) write as strict JSON."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_nulls(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_nulls(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The variants, in the order tables list them.
 VARIANTS = ("single", "none", "gt", "soft", "hard")
@@ -460,7 +460,7 @@ def write_results(path: str | Path, runs: pd.DataFrame, base: TrainConfig, choic
         "config": to_dict(base),
         **(dict(extra) if extra else {}),
     }
-    return atomic_write_json(path, _finite(record))
+    return atomic_write_json(path, json_nulls(record))
 
 
 def read_results(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
@@ -476,15 +476,3 @@ def _number(value: Any) -> float | None:
     value = float(value)
     return None if math.isnan(value) else value
 
-
-def _finite(obj: Any) -> Any:
-    """NaN -> None (null), so the record is standard JSON; numpy scalars -> Python numbers."""
-    if isinstance(obj, Mapping):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
