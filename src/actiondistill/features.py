@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from actiondistill.data.sampling import FrameSampler
+from actiondistill.engine.wrapper import DatasetWrapper
 from actiondistill.io import atomic_save, read_json
 
 log = logging.getLogger(__name__)
@@ -324,7 +325,7 @@ class FrameFeatureDataset(Dataset):
         return {"frames": frames, "label": self._labels[index], "index": index}
 
 
-class TeacherFrameDataset:
+class TeacherFrameDataset(DatasetWrapper):
     """`dataset`'s items plus "teacher_frames": a second image encoder's cached embeddings of the very frames whose
     embeddings are in "frames".
 
@@ -364,23 +365,11 @@ class TeacherFrameDataset:
         self.source = source
         self.teacher_features = teacher_features
 
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.dataset[index])
         clip = int(item["index"])  # the FrameFeatureDataset's own index (wrappers keep it)
         item["teacher_frames"] = self.teacher_features.frames(self.teacher_rows[clip], self.source.sample(clip))
         return item
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (e.g. during unpickling): avoid infinite recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
 
 def check_encoder(features: FrameFeatures, backbone: str, pretrained: str | os.PathLike | None, owner: str) -> None:

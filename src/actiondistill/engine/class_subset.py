@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from actiondistill.engine.wrapper import DatasetWrapper
 
-class ClassSubset:
+
+class ClassSubset(DatasetWrapper):
     """`dataset` restricted to `class_ids` (indices into `dataset.classes`); item labels index the subset."""
 
     def __init__(self, dataset: Any, class_ids: Sequence[int], name: str = "dataset"):
@@ -37,13 +39,6 @@ class ClassSubset:
     def labels(self) -> list[int]:
         return [self._remap[label] for label in self.dataset.labels]
 
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.dataset[index])
         label = int(item["label"])
@@ -51,8 +46,3 @@ class ClassSubset:
             raise ValueError(f"item {index}: label {label} is not among the classes {self.class_ids[:10]}...")
         item["label"] = self._remap[label]
         return item
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (e.g. during unpickling): avoid infinite recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)

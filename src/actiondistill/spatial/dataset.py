@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from actiondistill.engine.wrapper import DatasetWrapper
 from actiondistill.spatial.clips import dataset_clip_paths
 from actiondistill.spatial.targets import SpatialTargets
 
 
-class SpatialTargetDataset:
+class SpatialTargetDataset(DatasetWrapper):
     """`dataset`'s items plus "spatial_targets": {objective: float (concepts,)} of the item's clip.
 
     Works over pixels (`VideoDataset`) and cached frame embeddings (`FrameFeatureDataset`), bare or inside a
@@ -32,20 +33,8 @@ class SpatialTargetDataset:
         self.rows = targets.rows(dataset_clip_paths(dataset))
         self.tensors = {name: torch.from_numpy(array) for name, array in targets.targets.items()}
 
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.dataset[index])
         row = self.rows[int(item["index"])]  # the sample actually returned (a skipping VideoDataset may substitute)
         item["spatial_targets"] = {name: values[row] for name, values in self.tensors.items()}
         return item
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (e.g. during unpickling): avoid infinite recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
