@@ -17,6 +17,7 @@ from actiondistill.data.synthetic import (
     action_classes,
     action_parts,
     caption,
+    frame_ground_truth,
     generate,
     load_manifest,
     render_clip,
@@ -246,3 +247,21 @@ def test_cli_json(tmp_path, capsys):
     assert result["classes"] == len(action_classes()) and result["manifest"] == str(out / "manifest.json")
     assert main(["synth", "--out", str(tmp_path / "bad"), "--videos", "0", "--json"]) == 2
     assert "videos=0" in json.loads(capsys.readouterr().out)["error"]
+
+
+@pytest.mark.parametrize("label", ["moving left", "spinning clockwise", "circling counterclockwise", "growing"])
+def test_frame_ground_truth_matches_the_pixels(label):
+    # camera jitter on: the state must be given in the frame's coordinates, not the canvas's
+    spec = sample_spec(7, label, shape="circle", colour="red", **{**CLEAN, "jitter": 0.05})
+    clip = render_clip(spec, 64, 12)
+    truth = frame_ground_truth(spec, 64, 12)
+    assert truth["visible"].all() and truth["landmarks"].shape == (12, 2, 2)
+    for t in range(12):
+        # half a radius behind the dark stripe: inside the circle, off the stripe
+        back = np.array([truth["x"][t], truth["y"][t]]) - 0.5 * truth["radius"][t] * np.array(
+            [np.cos(truth["angle"][t]), np.sin(truth["angle"][t])])
+        col, row = np.floor(back * 64).astype(int)
+        assert np.abs(clip[t, row, col].astype(int) - COLOURS["red"]).max() <= 3, (t, clip[t, row, col])
+    back = frame_ground_truth(reversed_spec(spec), 64, 12)
+    np.testing.assert_allclose(back["x"], truth["x"][::-1])
+    np.testing.assert_allclose(back["landmarks"], truth["landmarks"][::-1])

@@ -51,18 +51,64 @@ _SHAPES: dict[str, np.ndarray] = {
 
 def render_clip(spec: ClipSpec, size: int = 64, frames: int = 32) -> np.ndarray:
     """Render a clip as uint8 RGB frames (frames, size, size, 3); a pure function of its arguments."""
+    plan = _plan(spec, size, frames)
+    pad, track, rng = plan["pad"], plan["track"], plan["rng"]
+    colour = COLOURS[spec.colour]
+    rim = tuple(int(0.45 * c) for c in colour)
+    video = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        canvas = plan["background"].copy()
+        for d in plan["distractors"]:
+            if not d["front"]:
+                _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,
+                      d["angle"][t], d["colour"], d["rim"])
+        if track["visible"][t]:
+            _draw(canvas, spec.shape, pad + track["x"][t] * size, pad + track["y"][t] * size,
+                  track["radius"][t] * size, track["angle"][t], colour, rim, hand=True)
+        for d in plan["distractors"]:
+            if d["front"]:
+                _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,
+                      d["angle"][t], d["colour"], d["rim"])
+        if plan["occluder"] is not None:
+            _draw_bar(canvas, plan["occluder"], t, size, pad, size + 2 * pad)
+        dx, dy = pad + plan["jitter"][t]
+        video[t] = canvas[dy:dy + size, dx:dx + size]
+
+    out = video.astype(np.float32)
+    out *= plan["gain"][:, None, None, :].astype(np.float32)
+    if spec.noise > 0:  # noise is drawn last, so skipping it changes no other draw
+        out += rng.standard_normal(out.shape, dtype=np.float32)[plan["order"]] * np.float32(spec.noise)
+    out += 0.5
+    np.clip(out, 0.0, 255.0, out=out)
+    return out.astype(np.uint8)
+
+
+def frame_ground_truth(spec: ClipSpec, size: int = 64, frames: int = 32) -> dict[str, np.ndarray]:
+    """Where things are in each rendered frame of `render_clip(spec, size, frames)`: oracle frame-level state.
+
+    Everything is in frame units (0..1 across the frame) with the camera jitter included, so it matches the pixels.
+    Returns (frames,) arrays for the main object: "x", "y" (centre), "angle" (radians, its dark stripe's
+    direction), "radius" and "visible"; and "landmarks", (frames, 2, 2): the tree's and the house's (x, y).
+    """
+    plan = _plan(spec, size, frames)
+    track, camera = plan["track"], plan["jitter"] / size
+    landmarks = np.asarray(spec.landmarks, float)[None, :, :] - camera[:, None, :]
+    return {"x": track["x"] - camera[:, 0], "y": track["y"] - camera[:, 1], "angle": track["angle"],
+            "radius": track["radius"], "visible": track["visible"], "landmarks": landmarks}
+
+
+def _plan(spec: ClipSpec, size: int, frames: int) -> dict:
+    """Every random draw of a clip but the pixel noise, in a fixed order, so that the video and its track agree."""
     if size < 16 or size % 2:
         raise ValueError(f"size={size}; expected an even number of pixels >= 16 (H.264 needs even sizes)")
     if frames < 2:
         raise ValueError(f"frames={frames}; expected at least 2 (motion needs two frames)")
     rng = np.random.default_rng([spec.seed, 1])
     pad = int(round(spec.jitter * size))
-    canvas_size = size + 2 * pad
     background = _background(rng, spec, size, pad)
     s = (2.0 * np.arange(frames) - (frames - 1)) / (frames - 1)  # exactly antisymmetric: s[T-1-t] == -s[t]
     s_nuisance = s[::-1] if spec.time_reversed else s
     order = slice(None, None, -1) if spec.time_reversed else slice(None)
-
     distractors = _distractors(rng, spec, s_nuisance)
     occluder = _occluder(rng, s_nuisance) if spec.occluded else None
     a, b = rng.uniform(-0.15, 0.15), rng.uniform(-0.25, 0.25)
@@ -70,36 +116,10 @@ def render_clip(spec: ClipSpec, size: int = 64, frames: int = 32) -> np.ndarray:
     gain = 1.0 + spec.lighting * (a + b * s_nuisance[:, None] + tint[None, :])
     jitter = rng.integers(-pad, pad + 1, size=(frames, 2))[order]
     shake = rng.uniform(-1.0, 1.0, size=(frames, 2))[order] * spec.shake
-
     x, y, angle, radius, visible = _main_track(spec, s, shake)
-    colour = COLOURS[spec.colour]
-    rim = tuple(int(0.45 * c) for c in colour)
-    video = np.empty((frames, size, size, 3), np.uint8)
-    for t in range(frames):
-        canvas = background.copy()
-        for d in distractors:
-            if not d["front"]:
-                _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,
-                      d["angle"][t], d["colour"], d["rim"])
-        if visible[t]:
-            _draw(canvas, spec.shape, pad + x[t] * size, pad + y[t] * size, radius[t] * size, angle[t], colour, rim,
-                  hand=True)
-        for d in distractors:
-            if d["front"]:
-                _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,
-                      d["angle"][t], d["colour"], d["rim"])
-        if occluder is not None:
-            _draw_bar(canvas, occluder, t, size, pad, canvas_size)
-        dx, dy = pad + jitter[t]
-        video[t] = canvas[dy:dy + size, dx:dx + size]
-
-    out = video.astype(np.float32)
-    out *= gain[:, None, None, :].astype(np.float32)
-    if spec.noise > 0:  # noise is drawn last, so skipping it changes no other draw
-        out += rng.standard_normal(out.shape, dtype=np.float32)[order] * np.float32(spec.noise)
-    out += 0.5
-    np.clip(out, 0.0, 255.0, out=out)
-    return out.astype(np.uint8)
+    return {"rng": rng, "pad": pad, "background": background, "order": order, "distractors": distractors,
+            "occluder": occluder, "gain": gain, "jitter": jitter,
+            "track": {"x": x, "y": y, "angle": angle, "radius": radius, "visible": visible}}
 
 
 def _main_track(spec: ClipSpec, s: np.ndarray, shake: np.ndarray):

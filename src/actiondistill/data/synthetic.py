@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from actiondistill.data.synth_render import render_clip
+from actiondistill.data.synth_render import frame_ground_truth, render_clip
 from actiondistill.data.synth_world import (
     ATTRIBUTES,
     COLOURS,
@@ -33,8 +33,8 @@ from actiondistill.parallel import process_pool
 
 __all__ = [
     "ATTRIBUTES", "COLOURS", "ENCODER_OPTIONS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
-    "caption", "clip_path", "clip_seed", "generate", "load_manifest", "render_clip", "reverse_action", "reversed_spec",
-    "sample_spec", "zeroshot_classes",
+    "caption", "clip_path", "clip_seed", "frame_ground_truth", "generate", "load_manifest", "render_clip",
+    "reverse_action", "reversed_spec", "sample_spec", "zeroshot_classes",
 ]  # fmt: skip
 
 SPLITS = ("train", "val", "test", "zeroshot")

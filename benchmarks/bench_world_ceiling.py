@@ -1,0 +1,140 @@
+"""Benchmark: how much of SynthActions' action label is recoverable from per-frame state, and from CLIP frame features.
+
+Every action model of the book sees a clip as 8 frame embeddings from a frozen CLIP. This measures, with one and
+the same classifier (an MLP on the 8 standardised frame vectors, full-batch AdamW, `--seeds` seeds), the closed-set
+top-1 on the test clips of the embedded world from:
+
+- the oracle frame state (`frame_ground_truth`: the main object's centre, stripe angle, radius, visibility and the
+  two landmarks, per frame), exact and with Gaussian noise of 0.05 and 0.15 frame units added;
+- the cached `embedded-base` frame embeddings the chapters train on (the embedded CLIP pretrained by
+  `pretrain-clip`, made first if missing).
+
+The oracle rows bound what a perfect frame encoder would give this classifier with this little data; the gap
+between them and the CLIP row is the frame encoder's. Writes benchmarks/results/world_ceiling.json.
+
+    .venv/bin/python benchmarks/bench_world_ceiling.py [--videos 1200] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from actiondistill.io import atomic_write_json
+
+RESULT = Path(__file__).parent / "results" / "world_ceiling.json"
+FRAMES = 8  # frames per clip the classifier sees, as the book's models
+
+
+def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> torch.Tensor:
+    """(clips, FRAMES, 10): x, y, cos, sin of the stripe angle, 8 x radius, visible, tree (x, y), house (x, y)."""
+    from actiondistill.data.synthetic import frame_ground_truth, sample_spec
+
+    rows = []
+    for i in clips:
+        clip = manifest["clips"][i]
+        spec = sample_spec(clip["seed"], clip["label_text"])
+        if spec.attributes() != clip["attributes"]:
+            raise ValueError(f"clip {clip['path']}: its seed does not reproduce the manifest's attributes")
+        truth = frame_ground_truth(spec, manifest["size"], manifest["frames"])
+        state = np.stack([truth["x"], truth["y"], np.cos(truth["angle"]), np.sin(truth["angle"]),
+                          8.0 * truth["radius"], truth["visible"].astype(float)], axis=1)
+        rows.append(np.concatenate([state, truth["landmarks"].reshape(len(state), 4)], axis=1)[indices])
+    return torch.tensor(np.stack(rows), dtype=torch.float32)
+
+
+def clip_features(manifest_path: Path, manifest: dict, clips: list[int], pick: list[int]) -> torch.Tensor:
+    """(clips, FRAMES, D) cached embedded-base frame embeddings (those the chapters use), at cached positions `pick`."""
+    from actiondistill.features import FrameFeatureCache
+    from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
+
+    weights = ensure_embedded_clips(manifest_path, PretrainConfig(), progress=True)["checkpoints"]["embedded-base"]
+    cache = FrameFeatureCache(manifest_path, "embedded-base", weights, manifest["size"], dtype="bf16")
+    features = cache.get()
+    return torch.stack([features.frames(features.index(manifest["clips"][i]["path"]), pick) for i in clips]).float()
+
+
+def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   classes: int, seed: int, epochs: int) -> dict[str, float]:
+    """Train the MLP on standardised inputs; top-1 % on train and test."""
+    mean, std = train_x.mean((0, 1)), train_x.std((0, 1)) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(train_x[0].numel(), 256), nn.GELU(),
+                        nn.Dropout(0.2), nn.Linear(256, classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.05)
+    for _ in range(epochs):
+        net.train()
+        loss = F.cross_entropy(net(train_x), train_y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        return {split: 100.0 * float((net(x).argmax(1) == y).float().mean())
+                for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=1200)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=600, help="full-batch training steps of the MLP")
+    parser.add_argument("--out", type=Path, default=RESULT)
+    args = parser.parse_args()
+    from actiondistill.data.sources import synthactions_manifest
+    from actiondistill.data.synthetic import load_manifest
+    from actiondistill.features import frame_indices
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    manifest_path = synthactions_manifest(args.videos, 64, 32, 0, progress=False)
+    manifest = load_manifest(manifest_path)
+    cached = frame_indices(manifest["frames"], 16)  # the frame positions FrameFeatureCache keeps
+    pick = [int(round(k * (len(cached) - 1) / (FRAMES - 1))) for k in range(FRAMES)]
+    indices = [cached[k] for k in pick]
+    split = {s: [i for i, c in enumerate(manifest["clips"]) if c["split"] == s] for s in ("train", "test")}
+    labels = {s: torch.tensor([manifest["clips"][i]["label"] for i in split[s]]) for s in split}
+    classes = manifest["num_seen_classes"]
+
+    started = time.perf_counter()
+    inputs = {"oracle": {s: oracle_features(manifest, split[s], indices) for s in split}}
+    oracle_s = time.perf_counter() - started
+    inputs["embedded-base"] = {s: clip_features(manifest_path, manifest, split[s], pick) for s in split}
+    noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0}
+    rows = []
+    for name, sigma in tqdm(noise.items(), desc="inputs"):
+        data = inputs["embedded-base" if name == "embedded-base" else "oracle"]
+        generator = torch.Generator().manual_seed(0)
+        noisy = {s: x + sigma * torch.randn(x.shape, generator=generator) for s, x in data.items()}
+        scores = [probe_accuracy(noisy["train"], labels["train"], noisy["test"], labels["test"], classes, seed,
+                                 args.epochs) for seed in range(args.seeds)]
+        test = np.array([s["test"] for s in scores])
+        rows.append({"input": name, "dim": int(data["train"].shape[-1]), "noise": sigma,
+                     "test_top1": [round(float(v), 2) for v in test], "test_mean": round(float(test.mean()), 2),
+                     "test_std": round(float(test.std(ddof=1)) if len(test) > 1 else 0.0, 2),
+                     "train_mean": round(float(np.mean([s["train"] for s in scores])), 2)})
+    atomic_write_json(args.out, {
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
+        "world": {"videos": args.videos, "size": 64, "frames": 32, "train_clips": len(split["train"]),
+                  "test_clips": len(split["test"]), "classes": classes, "chance": round(100.0 / classes, 2)},
+        "classifier": {"frames": FRAMES, "frame_indices": indices, "hidden": 256, "epochs": args.epochs,
+                       "seeds": args.seeds},
+        "oracle_seconds": round(oracle_s, 2), "rows": rows,
+    })
+    for row in rows:
+        print(f"{row['input']:<22} test top-1 {row['test_mean']:5.1f} +- {row['test_std']:4.1f}  "
+              f"(train {row['train_mean']:5.1f})")
+    print(f"chance {100.0 / classes:.1f}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
