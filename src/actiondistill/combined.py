@@ -127,22 +127,30 @@ def spatial_setting(spatial: Mapping[str, Any], base: TrainConfig) -> dict[str, 
             "weights": {int(s): w for s, w in spatial["weights"].items()}}
 
 
-def spatial_targets_of(spatial: Mapping[str, Any], manifest: str | Path, framework_features: Any = None,
-                       dtype: str = "fp32", device: str = "cpu", progress: bool = True) -> Any:
+def spatial_targets_of(spatial: Mapping[str, Any], clips: Any, framework_features: Any = None, dtype: str = "fp32",
+                       device: str = "cpu", progress: bool = True) -> Any:
     """The targets chapter 4's chosen setting trained on (`spatial_setting`): the synthetic ground truth, or the
-    CLIP framework's with chapter 4's recorded settings, from its cache. `framework_features` are the framework
-    CLIP's cached frame embeddings, as chapter 4 passed them (their precision is part of the key; without them,
-    `dtype`); a key other than the recorded one is an error."""
-    from actiondistill.features import manifest_file
-    from actiondistill.spatial import SpatialTargetCache, ground_truth_targets, manifest_vocabularies
-    from actiondistill.spatial import experiment as sx
+    CLIP framework's with chapter 4's recorded settings, from its cache.
 
+    `clips`: a SynthActions manifest, or a `ClipList` (`spatial.sources.dataset_clips` of the run's config, which
+    is also right for a manifest). `framework_features` are the framework CLIP's cached frame embeddings, as chapter
+    4 passed them (their precision is part of the key; without them, `dtype`); a key other than the recorded one is
+    an error.
+    """
+    from actiondistill.spatial import ClipList, SpatialTargetCache, ground_truth_targets
+    from actiondistill.spatial import experiment as sx
+    from actiondistill.spatial.sources import chapter_vocabularies
+
+    clips = clips if isinstance(clips, ClipList) else ClipList.from_manifest(clips)
     setting, recorded = spatial["setting"], spatial["targets"]
     if setting.source == sx.GROUND_TRUTH:
-        return ground_truth_targets(manifest)
-    vocabularies = manifest_vocabularies(read_json(manifest_file(manifest)), recorded["objectives"])
-    cache = SpatialTargetCache(manifest, vocabularies, recorded["backbone"], recorded["pretrained"],
-                               frames=setting.frames, temperature=recorded["temperature"],
+        if clips.manifest is None:
+            raise ValueError("spatial targets: chapter 4 chose ground-truth targets, which only a SynthActions "
+                             "manifest has")
+        return ground_truth_targets(clips.manifest)
+    vocabularies = chapter_vocabularies(recorded.get("vocabulary_files"), clips.manifest, recorded["objectives"])
+    cache = SpatialTargetCache(clips, vocabularies, recorded["backbone"], recorded["pretrained"],
+                               size=recorded.get("size"), frames=setting.frames, temperature=recorded["temperature"],
                                aggregate=recorded["aggregate"], dtype=dtype, features=framework_features,
                                device=device, progress=progress)
     if recorded.get("key") and cache.key != recorded["key"]:
