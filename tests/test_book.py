@@ -9,7 +9,10 @@ import nbformat
 import pytest
 import yaml
 
-from actiondistill.book import BookRunner, ChapterFailed, chapters, toc_entries
+from actiondistill.book import BookRunner, ChapterFailed, chapter_parameters, chapters, load_profile, toc_entries
+from actiondistill.paths import project_root
+
+ROOT = project_root()
 
 CONFIG = {"title": "t", "only_build_toc_files": True, "execute": {"execute_notebooks": "off"}}
 
@@ -92,3 +95,12 @@ def test_builds_html(tmp_path):
     assert index.is_file()
     page = (index.parent / "book" / "ch1.html").read_text()
     assert "Chapter one" in page and "42" in page
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "book" / "params").glob("*.yaml")))
+def test_every_profile_sets_only_parameters_its_chapters_declare(profile):
+    """A misspelt or stale key in any profile (real ones included, which CI cannot execute) fails here."""
+    loaded = load_profile(ROOT, profile)
+    for chapter in chapters(ROOT):
+        chapter_parameters(chapter, loaded)
+    assert set(loaded["chapters"]) <= {c.name for c in chapters(ROOT)}

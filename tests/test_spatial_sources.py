@@ -67,3 +67,13 @@ def test_dataset_clips_cover_the_train_and_test_videos_of_a_real_run(tmp_path, m
     world = generate(tmp_path / "world", 4, size=16, frames=2, workers=1, progress=False)
     synthetic = dataclasses.replace(cfg, data=DataConfig(manifest=str(tmp_path / "world")))
     assert len(dataset_clips(synthetic)) == len(world["clips"])
+
+
+def test_shipped_starter_vocabularies_are_found_unless_data_has_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    shipped = chapter_vocabularies(["configs/vocab/objects.txt", "configs/vocab/scenes.txt"])
+    assert "bicycle" in shipped["objects"].concepts and "gym" in shipped["scenes"].concepts
+    assert shipped["objects"].multi_label and not shipped["scenes"].multi_label
+    (tmp_path / "configs" / "vocab").mkdir(parents=True)
+    (tmp_path / "configs" / "vocab" / "objects.txt").write_text("kettle\n")
+    assert chapter_vocabularies(["configs/vocab/objects.txt"])["objects"].concepts == ("kettle",)

@@ -134,8 +134,8 @@ def spatial_targets_of(spatial: Mapping[str, Any], clips: Any, framework_feature
 
     `clips`: a SynthActions manifest, or a `ClipList` (`spatial.sources.dataset_clips` of the run's config, which
     is also right for a manifest). `framework_features` are the framework CLIP's cached frame embeddings, as chapter
-    4 passed them (their precision is part of the key; without them, `dtype`); a key other than the recorded one is
-    an error.
+    4 passed them (their precision is part of the key; without them, the recorded precision, else `dtype`); a key
+    other than the recorded one is an error.
     """
     from actiondistill.spatial import ClipList, SpatialTargetCache, ground_truth_targets
     from actiondistill.spatial import experiment as sx
@@ -151,7 +151,8 @@ def spatial_targets_of(spatial: Mapping[str, Any], clips: Any, framework_feature
     vocabularies = chapter_vocabularies(recorded.get("vocabulary_files"), clips.manifest, recorded["objectives"])
     cache = SpatialTargetCache(clips, vocabularies, recorded["backbone"], recorded["pretrained"],
                                size=recorded.get("size"), frames=setting.frames, temperature=recorded["temperature"],
-                               aggregate=recorded["aggregate"], dtype=dtype, features=framework_features,
+                               aggregate=recorded["aggregate"], dtype=recorded.get("dtype", dtype),
+                               features=framework_features,
                                device=device, progress=progress)
     if recorded.get("key") and cache.key != recorded["key"]:
         raise ValueError(f"spatial targets: chapter 4 trained on {recorded['key']!r}, these settings give "

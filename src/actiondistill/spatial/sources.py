@@ -20,16 +20,17 @@ from actiondistill.spatial.vocab import MANIFEST_OBJECTIVES, Vocabulary, manifes
 
 def chapter_vocabularies(files: Sequence[str | os.PathLike] | None = None, manifest: str | os.PathLike | None = None,
                          objectives: Sequence[str] | None = None) -> dict[str, Vocabulary]:
-    """The vocabularies of text files (relative paths are under data/), or else of a SynthActions manifest.
+    """The vocabularies of text files, or else of a SynthActions manifest.
 
-    `objectives` keeps only those names (all when None), in the given order; a name with no vocabulary is an error.
+    A relative path is looked up under data/ (your own lists), then under the project root (where
+    configs/vocab/objects.txt and scenes.txt ship as starting points). `objectives` keeps only those names (all when
+    None), in the given order; a name with no vocabulary is an error.
     """
     from actiondistill.features import manifest_file
     from actiondistill.io import read_json
-    from actiondistill.paths import data_dir
 
     if files:
-        paths = [Path(f) if Path(f).is_absolute() else data_dir() / f for f in files]
+        paths = [vocabulary_path(f) for f in files]
         found = {v.name: v for v in map(read_vocabulary, paths)}
         if len(found) != len(paths):
             raise ValueError(f"vocabulary files {[str(p) for p in paths]}: two share a file stem, which names the "
@@ -44,6 +45,17 @@ def chapter_vocabularies(files: Sequence[str | os.PathLike] | None = None, manif
     if missing:
         raise ValueError(f"objectives {missing}: no vocabulary of that name (have {sorted(found)})")
     return {n: found[n] for n in names}
+
+
+def vocabulary_path(file: str | os.PathLike) -> Path:
+    """An absolute path as given; a relative one under data/ when it is there, else under the project root."""
+    from actiondistill.paths import data_dir, project_root
+
+    path = Path(file)
+    if path.is_absolute():
+        return path
+    mine = data_dir() / path
+    return mine if mine.exists() or not (project_root() / path).exists() else project_root() / path
 
 
 def dataset_clips(cfg: TrainConfig, splits: Sequence[str] | None = None) -> ClipList:
