@@ -126,3 +126,21 @@ def test_intermediate_config_is_tinyclips_75_percent_stage():
         intermediate_config("embedded-base", "embedded-tiny", 1.0)["vision_cfg"]
         == backbone_config("embedded-tiny")["vision_cfg"]
     )
+
+
+def test_student_takes_the_teachers_activation(images):
+    from open_clip.transformer import QuickGELU
+
+    torch.manual_seed(0)
+    openai_like = create_backbone("embedded-base", quick_gelu=True)
+    student, _ = make_inherited(openai_like, "embedded-tiny")
+    assert any(isinstance(m, QuickGELU) for m in student.modules())
+    plain, _ = make_inherited(create_backbone("embedded-base"), "embedded-tiny")
+    assert not any(isinstance(m, QuickGELU) for m in plain.modules())
+    forced, _ = make_inherited(openai_like, "embedded-tiny", quick_gelu=False)
+    assert not any(isinstance(m, QuickGELU) for m in forced.modules())
+    # same config: the inherited copy of a QuickGELU teacher computes exactly what the teacher computes
+    copy, _ = make_inherited(openai_like, "embedded-base")
+    openai_like.eval(), copy.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(copy.encode_image(images), openai_like.encode_image(images))

@@ -92,8 +92,17 @@ def inherit_weights(teacher: CLIP, student: CLIP) -> InheritanceReport:
 
 
 def make_inherited(teacher: CLIP, student: str | dict, **overrides) -> tuple[CLIP, InheritanceReport]:
-    """Build a student from a backbone name or an open_clip config dict and inherit `teacher`'s weights."""
+    """Build a student from a backbone name or an open_clip config dict and inherit `teacher`'s weights.
+
+    The student takes the teacher's activation: a teacher with QuickGELU (OpenAI's weights) gives a QuickGELU
+    student unless `quick_gelu` is given, since inherited weights computed with one activation are wrong under the
+    other.
+    """
+    from open_clip.transformer import QuickGELU
+
     device = next(teacher.parameters()).device
+    if "quick_gelu" not in overrides and any(isinstance(m, QuickGELU) for m in teacher.modules()):
+        overrides["quick_gelu"] = True
     if isinstance(student, str):
         model = create_backbone(student, device=device, **overrides)
     else:
