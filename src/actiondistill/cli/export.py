@@ -12,24 +12,14 @@ import argparse
 import math
 from typing import Any
 
+from actiondistill.cli._model_args import DEFAULT_FRAMES, add_model_arguments, build_model
+
 HELP = ("export a video model's encoders to ONNX (checked against eager PyTorch) and time eager, torch.compile and "
         "onnxruntime side by side")
 
-DEFAULT_MODEL = "actionclip-meanp"
-DEFAULT_BACKBONE = "embedded-tiny"
-DEFAULT_FRAMES = 8
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help=f"registered video model (default: the checkpoint's, else {DEFAULT_MODEL})")
-    parser.add_argument("--backbone", help=f"CLIP backbone name (default: the checkpoint's, else {DEFAULT_BACKBONE})")
-    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model build option (YAML value), e.g. fusion_layers=2; repeatable")
-    parser.add_argument("--pretrained", help="backbone weights: a file or an open_clip tag")
-    parser.add_argument("--checkpoint", metavar="PATH", help="model weights: a Trainer checkpoint (its stored config "
-                        "then supplies model, backbone and frames unless given) or a plain state dict")
-    parser.add_argument("--frames", type=int, help=f"frames per clip of the exported video encoder (default: the "
-                        f"checkpoint's, else {DEFAULT_FRAMES})")
+    add_model_arguments(parser, f"frames per clip of the exported video encoder (default: the checkpoint's, else "
+                        f"{DEFAULT_FRAMES})")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the .onnx files and export.json")
     parser.add_argument("--runtimes", nargs="+", choices=("compile", "onnx"), default=["compile", "onnx"],
                         help="runtimes timed beside eager (default: compile onnx); the ONNX files are written "
@@ -58,9 +48,7 @@ def _plain(value: Any) -> Any:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from actiondistill.cli.zeroshot import _model_spec, _read_checkpoint
     from actiondistill.export import RUNTIMES, Tolerance, export_onnx, runtime_table
-    from actiondistill.models import create_model, load_weights
     from actiondistill.profiler import resolve_device
 
     if args.threads is not None:
@@ -70,16 +58,7 @@ def run(args: argparse.Namespace) -> dict:
     if any(b < 1 for b in args.batch):
         raise ValueError(f"--batch {args.batch}: expected integers >= 1")
     device = resolve_device(args.device)
-    weights, stored = _read_checkpoint(args.checkpoint) if args.checkpoint else (None, {})
-    spec = _model_spec(args, stored)
-    if args.frames is not None:
-        spec["num_frames"] = args.frames  # the exported graph's clip length is what the user asks for
-    model = create_model(spec["name"], backbone=spec["backbone"], num_frames=spec["num_frames"],
-                         pretrained=args.pretrained, **spec["kwargs"])
-    if weights is not None:
-        load_weights(model, weights, origin=str(args.checkpoint), fmt="trainer checkpoint")
-    elif args.checkpoint:
-        load_weights(model, args.checkpoint)
+    model, spec = build_model(args, num_frames=args.frames)  # the exported graph's clip length is the user's
     tolerance = Tolerance(max_abs_diff=args.max_diff, min_cosine=args.min_cosine)
     export = None
     if "onnx" not in args.runtimes:  # written either way; timed only when asked
