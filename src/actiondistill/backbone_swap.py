@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import TrainConfig, from_dict, to_dict
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
@@ -393,9 +394,7 @@ def reported_table(teacher_backbone: str, student_backbone: str) -> pd.DataFrame
 
 def results_path(profile: str, results_dir: str | os.PathLike | None = None) -> Path:
     """data/results/backbone_swap-<profile>.json: where chapter 7 finds the best student setting of the profile."""
-    from actiondistill.paths import results_dir as default_results
-
-    return Path(results_dir or default_results()) / f"backbone_swap-{profile}.json"
+    return record_path("backbone_swap", profile, results_dir)
 
 
 def write_results(path: str | os.PathLike, choice: Mapping[str, Any], inits: Mapping[str, InitBackbone],
@@ -432,9 +431,5 @@ def write_results(path: str | os.PathLike, choice: Mapping[str, Any], inits: Map
 
 def read_results(profile: str, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Chapter 3's record under `profile` (run chapter 3 first)."""
-    path = results_path(profile, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no backbone-swap results for profile {profile!r} yet; run chapter 3 "
-                                f"(python -m actiondistill book --profile {profile} --only 03_backbone)")
-    return read_json(path)
+    return read_record("backbone_swap", profile, "03_backbone", "backbone-swap results", results_dir)
 

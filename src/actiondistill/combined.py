@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from actiondistill.chapter_records import record_path
 from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
@@ -564,9 +565,7 @@ def _nan(value: Any) -> float:
 # --------------------------------------------------------------------------------------- results record
 def results_path(profile: str, results_dir: str | Path | None = None) -> Path:
     """data/results/combined-<profile>.json: the book's final table of the profile."""
-    from actiondistill.paths import results_dir as default_results
-
-    return Path(results_dir or default_results()) / f"combined-{profile}.json"
+    return record_path("combined", profile, results_dir)
 
 
 def write_results(path: str | Path, runs: pd.DataFrame, table: pd.DataFrame, outcome: Mapping[str, Any],

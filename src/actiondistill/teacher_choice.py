@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
+from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import TrainConfig, to_dict
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json
 
 #: Registry names of the candidates, in the order tables list them.
 CANDIDATES = ("actionclip-meanp", "actionclip-conv1d", "actionclip-lstm", "actionclip-transf", "actionclip-transf_cls",
@@ -348,9 +349,7 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
 
 def choice_path(profile: str, results_dir: str | Path | None = None) -> Path:
     """data/results/teacher_choice-<profile>.json: where later chapters find the teacher of their profile."""
-    from actiondistill.paths import results_dir as default_results
-
-    return Path(results_dir or default_results()) / f"teacher_choice-{profile}.json"
+    return record_path("teacher_choice", profile, results_dir)
 
 
 def write_choice(path: str | Path, decision: Mapping[str, Any], base: TrainConfig, runs: pd.DataFrame,
@@ -374,8 +373,4 @@ def write_choice(path: str | Path, decision: Mapping[str, Any], base: TrainConfi
 
 def read_choice(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
     """The teacher chosen by chapter 2 under `profile` (run chapter 2 first)."""
-    path = choice_path(profile, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no teacher chosen for profile {profile!r} yet; run chapter 2 "
-                                f"(python -m actiondistill book --profile {profile} --only 02_teacher)")
-    return read_json(path)
+    return read_record("teacher_choice", profile, "02_teacher", "teacher chosen", results_dir)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
@@ -442,9 +443,7 @@ def latency_table(backbones: Sequence[str], frames: Sequence[int] = (8,), fusion
 # --------------------------------------------------------------------------------------- results record
 def results_path(profile: str, results_dir: str | Path | None = None) -> Path:
     """data/results/deit-<profile>.json: where chapter 7 finds this chapter's results of its profile."""
-    from actiondistill.paths import results_dir as default_results
-
-    return Path(results_dir or default_results()) / f"deit-{profile}.json"
+    return record_path("deit", profile, results_dir)
 
 
 def write_results(path: str | Path, runs: pd.DataFrame, base: TrainConfig, choice: Mapping[str, Any],
@@ -465,11 +464,7 @@ def write_results(path: str | Path, runs: pd.DataFrame, base: TrainConfig, choic
 
 def read_results(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Chapter 5's results under `profile` (run chapter 5 first)."""
-    path = results_path(profile, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no two-headed DeiT results for profile {profile!r} yet; run chapter 5 "
-                                f"(python -m actiondistill book --profile {profile} --only 05_deit)")
-    return read_json(path)
+    return read_record("deit", profile, "05_deit", "two-headed DeiT results", results_dir)
 
 
 def _number(value: Any) -> float | None:

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import ModelConfig, ObjectiveConfig, TrainConfig, to_dict
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json
 from actiondistill.spatial.targets import SpatialTargets
 from actiondistill.spatial.vocab import MANIFEST_OBJECTIVES
 
@@ -396,9 +397,7 @@ def reliability(targets: SpatialTargets, truth: SpatialTargets, bins: int = 10) 
 
 def results_path(profile: str, results_dir: str | Path | None = None) -> Path:
     """data/results/spatial-<profile>.json: where later chapters find this chapter's outcome."""
-    from actiondistill.paths import results_dir as default_results
-
-    return Path(results_dir or default_results()) / f"spatial-{profile}.json"
+    return record_path("spatial", profile, results_dir)
 
 
 def write_results(path: str | Path, best: SpatialSetting, student: Mapping[str, Any], base: TrainConfig,
@@ -422,8 +421,4 @@ def write_results(path: str | Path, best: SpatialSetting, student: Mapping[str, 
 
 def read_results(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Chapter 4's record under `profile`; `SpatialSetting.from_dict(record["best"])` rebuilds the setting."""
-    path = results_path(profile, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no spatial-distillation results for profile {profile!r} yet; run chapter 4 "
-                                f"(python -m actiondistill book --profile {profile} --only 04_spatial)")
-    return read_json(path)
+    return read_record("spatial", profile, "04_spatial", "spatial-distillation results", results_dir)
