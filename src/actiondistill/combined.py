@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from actiondistill.chapter_records import record_path
-from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
+from actiondistill.config import ObjectiveConfig, TrainConfig
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The combinations, in the order tables list them.
@@ -225,30 +225,6 @@ def combination_config(base: TrainConfig, combination: str, seed: int, *, spatia
     return dataclasses.replace(cfg, run_name=run_name, out_dir=out_dir)
 
 
-def recorded_row(cfg: TrainConfig, weights: str | Path, inputs: Mapping[str, str]) -> dict[str, Any] | None:
-    """The evaluation row of the run that made `weights` when it is exactly the run `cfg` describes (same config but
-    for its name and folder, same `inputs`: input, image_encoder, token_embedding), else None."""
-    from actiondistill.paths import results_dir
-
-    path = Path(cfg.results_dir or results_dir()) / f"{Path(weights).parent.name}-eval.json"
-    if not Path(weights).is_file() or not path.is_file():
-        return None
-    record = read_json(path)
-    names = ("run_name", "out_dir")
-    same_config = ({k: v for k, v in record.get("config", {}).items() if k not in names}
-                   == {k: v for k, v in to_dict(cfg).items() if k not in names})
-    row = record.get("metrics", {}).get("row") or {}
-    same_inputs = all(row.get(k) == v for k, v in inputs.items())
-    return dict(row) if same_config and same_inputs and row.get("weights") == str(weights) else None
-
-
-def inputs_of(features: Any, freeze_image_encoder: bool, freeze_token_embedding: bool) -> dict[str, str]:
-    """What `train_candidate` writes about a run's inputs, for `recorded_row`."""
-    return {"input": "cached frame embeddings" if features is not None and freeze_image_encoder else "pixels",
-            "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
-            "token_embedding": "frozen" if freeze_token_embedding else "trained"}
-
-
 # --------------------------------------------------------------------------------------- training
 def train_combination(cfg: TrainConfig, features: Any = None, teacher_features: Any = None, targets: Any = None,
                       freeze_image_encoder: bool = True, freeze_token_embedding: bool = False,
@@ -300,11 +276,13 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
     `combination`, `label` and `reused_from` (the chapter whose run it is, or "").
 
     `swap` rows are chapter 3's runs of its best initialisation (`swap`: its record); `swap+spatial` reuses chapter
-    4's run of a seed when `recorded_row` finds it is exactly this configuration (`spatial["weights"]`); everything
-    else trains here. `choice` (chapter 2's record) gives the teacher of a two-headed variant with one.
+    4's run of a seed when `teacher_choice.recorded_row` finds it is exactly this configuration
+    (`spatial["weights"]`); everything else trains here. `choice` (chapter 2's record) gives the teacher of a
+    two-headed variant with one.
     """
     from tqdm.auto import tqdm
 
+    from actiondistill import teacher_choice as tc
     from actiondistill.deit import experiment as dx
 
     unknown = [c for c in combinations if c not in COMBINATIONS]
@@ -314,7 +292,8 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
         raise ValueError("seeds: expected at least one seed")
     if deit is not None and deit["uses_teacher"] and choice is None:
         raise ValueError(f"the two-headed variant {deit['variant']!r} distils from chapter 2's teacher: pass choice=")
-    inputs = inputs_of(features, freeze_image_encoder, freeze_token_embedding)
+    inputs = tc.run_inputs(features is not None and freeze_image_encoder, freeze_image_encoder,
+                           freeze_token_embedding)
     rows = []
     bar = tqdm([(c, int(s)) for c in combinations for s in seeds], desc="combinations x seeds", disable=not progress)
     for combination, seed in bar:
@@ -326,7 +305,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
             cfg = combination_config(base, combination, seed, spatial=spatial, targets=targets, deit=deit,
                                      teacher=teacher, run_prefix=run_prefix, runs_dir=runs_dir)
             previous = spatial["weights"].get(seed) if combination == "swap+spatial" else None
-            row = recorded_row(cfg, previous, inputs) if previous else None
+            row = tc.recorded_row(cfg, previous, inputs) if previous else None
             reused = "chapter 4" if row is not None else ""
             if row is None:
                 row = train_combination(cfg, features, teacher_features, targets, freeze_image_encoder,

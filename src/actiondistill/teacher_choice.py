@@ -208,9 +208,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "steps": fit["global_step"],
         "train_s": train_s,
         "eval_s": eval_s,
-        "input": "cached frame embeddings" if use_features else "pixels",
-        "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
-        "token_embedding": "frozen" if freeze_token_embedding else "trained",
+        **run_inputs(use_features, freeze_image_encoder, freeze_token_embedding),
         "trainable_m": params["trainable"] / 1e6,
         "params_m": params["total"] / 1e6,
         "weights": str(out_dir / WEIGHTS_NAME),
@@ -223,6 +221,31 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
                               model=model, device=trainer.device), cfg.results_dir)
     return row
 
+
+
+def run_inputs(cached: bool, freeze_image_encoder: bool, freeze_token_embedding: bool) -> dict[str, str]:
+    """How a run's row (`train_candidate`) names its inputs; `recorded_row` matches runs on them."""
+    return {"input": "cached frame embeddings" if cached else "pixels",
+            "image_encoder": "frozen" if freeze_image_encoder else "fine-tuned",
+            "token_embedding": "frozen" if freeze_token_embedding else "trained"}
+
+
+def recorded_row(cfg: TrainConfig, weights: str | Path, inputs: Mapping[str, str]) -> dict[str, Any] | None:
+    """The evaluation row of the run that made `weights` when it is exactly the run `cfg` describes (same config but
+    for its name and folder, same `inputs` as `run_inputs` gives), else None: a later chapter's reuse check."""
+    from actiondistill.io import read_json
+    from actiondistill.paths import results_dir
+
+    path = Path(cfg.results_dir or results_dir()) / f"{Path(weights).parent.name}-eval.json"
+    if not Path(weights).is_file() or not path.is_file():
+        return None
+    record = read_json(path)
+    names = ("run_name", "out_dir")
+    same_config = ({k: v for k, v in record.get("config", {}).items() if k not in names}
+                   == {k: v for k, v in to_dict(cfg).items() if k not in names})
+    row = record.get("metrics", {}).get("row") or {}
+    same_inputs = all(row.get(k) == v for k, v in inputs.items())
+    return dict(row) if same_config and same_inputs and row.get("weights") == str(weights) else None
 
 def reversal_errors(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> float:
     """Share (%) of closed-set errors that name the clip's time-reversal partner (SynthActions; NaN elsewhere).

@@ -217,24 +217,13 @@ def teacher_run(cfg: TrainConfig, choice: Mapping[str, Any], cached: bool, freez
     When chapter 2 chose ActionCLIP Transf, the single-head baseline of seed s *is* the teacher of seed s; the
     config in its evaluation record is compared (run name and folder aside) rather than assumed.
     """
-    from actiondistill.paths import results_dir
+    from actiondistill import teacher_choice as tc
 
     weights = choice["weights"].get(str(cfg.seed))
-    if weights is None or not Path(weights).is_file():
+    if weights is None:
         return None
-    run_name = Path(weights).parent.name
-    path = Path(cfg.results_dir or results_dir()) / f"{run_name}-eval.json"
-    if not path.is_file():
-        return None
-    record = read_json(path)
-    names = ("run_name", "out_dir")
-    same_config = ({k: v for k, v in record.get("config", {}).items() if k not in names}
-                   == {k: v for k, v in to_dict(cfg).items() if k not in names})
-    row = record.get("metrics", {}).get("row") or {}
-    same_inputs = (row.get("input"), row.get("image_encoder"), row.get("token_embedding")) == (
-        "cached frame embeddings" if cached else "pixels", "frozen" if freeze_image_encoder else "fine-tuned",
-        "frozen" if freeze_token_embedding else "trained")
-    return (row, run_name) if same_config and same_inputs and row.get("weights") == weights else None
+    row = tc.recorded_row(cfg, weights, tc.run_inputs(cached, freeze_image_encoder, freeze_token_embedding))
+    return (row, Path(weights).parent.name) if row is not None else None
 
 
 def _check_teacher_reads_features(choice: Mapping[str, Any], student: ModelConfig) -> None:
