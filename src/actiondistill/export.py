@@ -19,7 +19,6 @@ and are refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from actiondistill.features import file_sha256
 from actiondistill.io import atomic_write_json, read_json
 from actiondistill.models.base import VideoCLIP
 from actiondistill.models.prompts import check_label_list, format_prompts, validate_templates
@@ -450,7 +450,7 @@ class OnnxVideoModel(RuntimeVideoModel):
             for name, path in paths.items():
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: missing {name} encoder named by {manifest}")
-                if _sha256(path) != meta["files"][name]["sha256"]:
+                if file_sha256(path) != meta["files"][name]["sha256"]:
                     raise ValueError(f"{path}: its SHA-256 differs from {manifest}'s: the file changed after the "
                                      "export (or belongs to another one); export again")
         return cls(paths["video"], paths["text"], meta, providers=providers, threads=threads)
@@ -467,14 +467,6 @@ class OnnxVideoModel(RuntimeVideoModel):
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         array = tokens.detach().to("cpu", torch.int64).contiguous().numpy()
         return torch.from_numpy(self._sessions["text"].run(None, {"tokens": array})[0])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _onnx_export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, opset: int) -> None:
@@ -579,7 +571,7 @@ def export_onnx(model: VideoCLIP, out_dir: str | os.PathLike, num_frames: int | 
         agreement = verify_runtime(reference, candidate, check, labels, tolerance)
         steps.update(1)
         meta.update(agreement=agreement, providers=candidate.providers,
-                    files={name: {"path": file, "sha256": _sha256(tmp / file), "bytes": (tmp / file).stat().st_size}
+                    files={name: {"path": file, "sha256": file_sha256(tmp / file), "bytes": (tmp / file).stat().st_size}
                            for name, file in (("video", VIDEO_FILE), ("text", TEXT_FILE))})
         (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # a crash from here on leaves no manifest, not a stale one
         for name in (VIDEO_FILE, TEXT_FILE):

@@ -44,6 +44,7 @@ from actiondistill.data.compressed_dataset import CompressedVideoDataset
 from actiondistill.engine.distributed import DistEnv, resolve_device
 from actiondistill.engine.objectives import build_objective
 from actiondistill.engine.seeding import seed_everything
+from actiondistill.features import file_sha256
 from actiondistill.io import atomic_save, atomic_write_json
 from actiondistill.models.compressed_nets import ARCHS, MODALITIES, MODALITY_CHANNELS, CompressedTriplet
 from actiondistill.models.resnet_checkpoints import BackboneLoadReport, load_resnet_backbone
@@ -303,14 +304,6 @@ def _video_key(videos: VideoList) -> list[tuple[str, int]]:
     return [(str(Path(p).resolve()), int(label)) for p, label in videos]
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _key_settings(exp: CompressedExperiment) -> dict[str, Any]:
     """The settings that determine results: checkpoints by content, later settings only when not at their
     defaults, the tiny width only for tiny networks, the number of fixed views only when they are used."""
@@ -327,7 +320,7 @@ def _key_settings(exp: CompressedExperiment) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint files not found: {missing}; place a ResNet checkpoint file at each "
                                 "(README.md, 'Running the compressed track on HMDB51/UCF101') or change `checkpoint`")
     if paths:
-        settings["checkpoint"] = {m: _file_digest(p) for m, p in sorted(paths.items())}
+        settings["checkpoint"] = {m: file_sha256(p) for m, p in sorted(paths.items())}
     if "tiny" not in exp.archs().values():
         del settings["width"]
     if not exp.cache_features:
