@@ -23,15 +23,12 @@ from actiondistill.models.resnet_checkpoints import (
     load_resnet_backbone,
     read_resnet_checkpoint,
 )
-from actiondistill.pkd import CompressedExperiment, run_experiment, torch_threads
+from actiondistill.pkd import CompressedExperiment, run_experiment
 
 CLASSES = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

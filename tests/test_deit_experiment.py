@@ -10,20 +10,13 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-import torch
 from test_features import MICRO, MICRO_CFG, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
 from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig, to_dict
 from actiondistill.deit import experiment as dx
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def base_config(manifest_path, weights, tmp_path) -> TrainConfig:  # noqa: F811

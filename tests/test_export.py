@@ -22,13 +22,7 @@ LABELS = ["bouncing to the left", "spinning clockwise", "growing", "juggling"]
 T = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the machine is shared, and eager vs onnxruntime should use the same number of cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, **cfg):

@@ -27,7 +27,6 @@ from actiondistill.pkd import (
     mv_to_rgb,
     run_experiment,
     stage_features,
-    torch_threads,
     triplet_outputs,
     wise_sweep,
 )
@@ -52,11 +51,7 @@ def _moving_square_clip(direction: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(clip), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds hand-offs (and stalls when the cores are shared)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

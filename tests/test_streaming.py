@@ -54,14 +54,7 @@ class FakeCapture:
         self.released = True
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batch-1 frames gain nothing from intra-op threads, and on a shared 2-core machine OpenMP workers contending
-    with other processes made each frame ~50x slower; restored afterwards for the other test files."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

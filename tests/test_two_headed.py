@@ -39,12 +39,7 @@ LABELS = ["bouncing to the left", "spinning clockwise", "growing"]
 B, T, D = 6, 4, 256
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,7 @@ class FakeCapture:
         self.opened = False
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batch-1 frames gain nothing from intra-op threads, which contend badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
