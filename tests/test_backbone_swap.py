@@ -12,11 +12,10 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
-from test_features import MICRO, SIZE, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, SIZE, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import backbone_swap as bs
 from actiondistill import teacher_choice as tc
-from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from actiondistill.evaluate import class_texts_of
 from actiondistill.features import FrameFeatureCache
 from actiondistill.models import create_backbone, make_inherited, read_state_dict, visual_parameter_count
@@ -148,12 +147,7 @@ def test_tinyclip_facts_beside_ours(tiny):
 
 def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
     results = tmp_path / "results"
-    base = TrainConfig(epochs=1, device="cpu", results_dir=str(results),
-                       data=DataConfig(manifest=str(manifest), num_frames=2, size=SIZE, batch_size=8, eval_split=None,
-                                       flip=False),
-                       model=ModelConfig(backbone=MICRO, pretrained=str(micro[0])),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    base = micro_recipe(manifest, micro[0], tmp_path)
     teacher_features = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=tmp_path / "features",
                                          progress=False).get()
     runs = tc.run_choice(base, {"actionclip-transf": [0, 1]}, features=teacher_features, freeze_token_embedding=True,

@@ -10,11 +10,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 import torch
-from test_features import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import combined as cx
 from actiondistill import teacher_choice as tc
-from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TeacherConfig, TrainConfig
+from actiondistill.config import TeacherConfig, TrainConfig
 from actiondistill.deit import DeiTTwoHeadObjective
 from actiondistill.engine.objectives import build_objective
 from actiondistill.engine.teachers import Teacher
@@ -50,13 +50,7 @@ def truth(manifest):  # noqa: F811
 
 
 def base_config(manifest_path, weights, tmp_path, name="actionclip-transf") -> TrainConfig:  # noqa: F811
-    return TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
-                       data=DataConfig(manifest=str(manifest_path), num_frames=T, size=SIZE, batch_size=8,
-                                       eval_split=None, flip=False),
-                       model=ModelConfig(name=name, backbone=MICRO, pretrained=str(weights),
-                                         kwargs={"fusion_layers": 1}),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    return micro_recipe(manifest_path, weights, tmp_path, name=name, kwargs={"fusion_layers": 1})
 
 
 def collate(items):

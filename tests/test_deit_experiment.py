@@ -10,22 +10,17 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-from test_features import MICRO, MICRO_CFG, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, MICRO_CFG, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
-from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig, to_dict
+from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
 from actiondistill.deit import experiment as dx
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def base_config(manifest_path, weights, tmp_path) -> TrainConfig:  # noqa: F811
-    return TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
-                       data=DataConfig(manifest=str(manifest_path), num_frames=2, size=SIZE, batch_size=8,
-                                       eval_split=None, flip=False),
-                       model=ModelConfig(name="actionclip-meanp", backbone=MICRO, pretrained=str(weights)),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    return micro_recipe(manifest_path, weights, tmp_path, name="actionclip-meanp")
 
 
 def choice_of(base: TrainConfig, weights: dict[int, str], name: str = "actionclip-transf") -> dict:

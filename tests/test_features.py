@@ -9,7 +9,7 @@ import open_clip
 import pytest
 import torch
 
-from actiondistill.config import DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
+from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from actiondistill.data.datasets import VideoDataset
 from actiondistill.data.sampling import FrameSampler
 from actiondistill.data.synthetic import generate
@@ -29,6 +29,17 @@ MICRO_CFG = {
 SIZE, FRAMES, T = 32, 6, 4
 VIDEO_MODELS = ["actionclip-meanp", "actionclip-conv1d", "actionclip-lstm", "actionclip-transf",
                 "actionclip-transf_cls", "vificlip"]
+
+
+def micro_recipe(manifest, weights, tmp_path, **model) -> TrainConfig:
+    """The chapter tests' recipe on the micro world: 1 epoch, 2 frames, batch 8, ActionCLIP's loss; `model` adds
+    ModelConfig fields (name, kwargs) to the micro CLIP with `weights`."""
+    return TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
+                       data=DataConfig(manifest=str(manifest), num_frames=2, size=SIZE, batch_size=8, eval_split=None,
+                                       flip=False),
+                       model=ModelConfig(backbone=MICRO, pretrained=str(weights), **model),
+                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
+                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_features import MICRO, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
-from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from actiondistill.io import read_json
 from actiondistill.spatial import SpatialTargetCache, SpatialTargets, Vocabulary, ground_truth_targets
 from actiondistill.spatial import experiment as sx
@@ -123,12 +122,7 @@ def test_settings_by_seeds_end_to_end(features, manifest, micro, tmp_path):  # n
                               root=tmp_path / "targets", progress=False).get()
     truth = ground_truth_targets(manifest, ("shape", "scene"))
     targets = {"clip-K2": clip, sx.GROUND_TRUTH: truth}
-    base = TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
-                       data=DataConfig(manifest=str(manifest), num_frames=2, size=SIZE, batch_size=8, eval_split=None,
-                                       flip=False),
-                       model=ModelConfig(backbone=MICRO, pretrained=str(micro[0])),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    base = micro_recipe(manifest, micro[0], tmp_path)
     student = sx.student_model({"model": {"name": "actionclip-transf", "kwargs": {"fusion_layers": 1}}}, MICRO,
                                str(micro[0]))
     baseline = sx.SpatialSetting(0.0, frames=2)

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_features import MICRO, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
-from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from actiondistill.engine.checkpoint import CHECKPOINT_NAME
 
 
@@ -74,12 +73,7 @@ def test_reported_numbers_are_labelled():
 
 
 def test_choice_end_to_end(features, manifest, micro, tmp_path):  # noqa: F811
-    base = TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
-                       data=DataConfig(manifest=str(manifest), num_frames=2, size=SIZE, batch_size=8, eval_split=None,
-                                       flip=False),
-                       model=ModelConfig(backbone=MICRO, pretrained=str(micro[0])),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    base = micro_recipe(manifest, micro[0], tmp_path)
     runs = tc.run_choice(base, {"actionclip-transf": [0, 1], "xclip": [0]}, features=features,
                          freeze_token_embedding=True, fusion_layers=1, epochs={"xclip": 2}, run_prefix="t",
                          runs_dir=tmp_path / "runs", progress=False)

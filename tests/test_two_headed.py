@@ -14,16 +14,12 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_features import MICRO, SIZE, cache_root, features, manifest, micro  # noqa: F401  (fixtures)
+from test_features import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
 from actiondistill.config import (
-    DataConfig,
-    ModelConfig,
     ObjectiveConfig,
-    OptimConfig,
     TeacherConfig,
-    TrainConfig,
     apply_override,
     load_config,
 )
@@ -310,13 +306,7 @@ def test_evaluate_reports_each_head(backbone):
 def test_chapter_flow_on_cached_features(features, manifest, micro, tmp_path):  # noqa: F811
     """Chapter 2's trained actionclip-transf becomes the teacher and the student's starting point; the student trains
     on the same cached frame embeddings with the teacher built from the config, and reports every head."""
-    base = TrainConfig(epochs=1, device="cpu", results_dir=str(tmp_path / "results"),
-                       data=DataConfig(manifest=str(manifest), num_frames=2, size=SIZE, batch_size=8, eval_split=None,
-                                       flip=False),
-                       model=ModelConfig(name="actionclip-transf", backbone=MICRO, pretrained=str(micro[0]),
-                                         kwargs={"fusion_layers": 1}),
-                       optim=OptimConfig(lr=1e-3, warmup_epochs=0.0, amp=False),
-                       objective=ObjectiveConfig("actionclip", {"texts": "classes"}))
+    base = micro_recipe(manifest, micro[0], tmp_path, name="actionclip-transf", kwargs={"fusion_layers": 1})
     teacher = tc.train_candidate(replace(base, run_name="teacher", out_dir=str(tmp_path / "teacher")), features,
                                  freeze_token_embedding=True, progress=False)
     teacher_model = replace(base.model, checkpoint=teacher["weights"])
