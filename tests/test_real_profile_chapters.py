@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_spatial_sources import write_hmdb
 
 from actiondistill.io import read_json
 from actiondistill.models import create_backbone, save_weights
-from tests.test_spatial_sources import write_hmdb
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 PROFILE = "fakereal"

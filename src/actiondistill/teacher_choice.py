@@ -29,7 +29,7 @@ import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import TrainConfig, to_dict
-from actiondistill.io import atomic_write_json
+from actiondistill.io import atomic_write_json, read_json
 
 #: Registry names of the candidates, in the order tables list them.
 CANDIDATES = ("actionclip-meanp", "actionclip-conv1d", "actionclip-lstm", "actionclip-transf", "actionclip-transf_cls",
@@ -233,7 +233,6 @@ def run_inputs(cached: bool, freeze_image_encoder: bool, freeze_token_embedding:
 def recorded_row(cfg: TrainConfig, weights: str | Path, inputs: Mapping[str, str]) -> dict[str, Any] | None:
     """The evaluation row of the run that made `weights` when it is exactly the run `cfg` describes (same config but
     for its name and folder, same `inputs` as `run_inputs` gives), else None: a later chapter's reuse check."""
-    from actiondistill.io import read_json
     from actiondistill.paths import results_dir
 
     path = Path(cfg.results_dir or results_dir()) / f"{Path(weights).parent.name}-eval.json"
