@@ -9,11 +9,37 @@ cost of importing the worker's module once per worker.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from tqdm.auto import tqdm
 
 
 def process_pool(workers: int, initializer: Callable[[], None] | None = None) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
+
+
+def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, bar: tqdm | None = None,
+             max_chunk: int = 32, initializer: Callable[[], None] | None = None) -> list[Any]:
+    """`[fn(job) for job in jobs]`, in a process pool when more than one worker and job, advancing `bar` per job.
+
+    One worker (or one job) runs in this process: no pool start-up, and exceptions keep their traceback. Chunks
+    stay small (at most `max_chunk`, about four per worker) so the bar moves and the last chunks balance.
+    """
+    results = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            results.append(fn(job))
+            if bar is not None:
+                bar.update()
+        return results
+    workers = min(workers, len(jobs))
+    with process_pool(workers, initializer=initializer) as pool:
+        for result in pool.map(fn, jobs, chunksize=max(1, min(max_chunk, len(jobs) // (4 * workers)))):
+            results.append(result)
+            if bar is not None:
+                bar.update()
+    return results

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of both stages (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size of both stages")
     parser.add_argument("--frames-per-clip", type=int, default=None, help="training frames decoded per clip")
+    parser.add_argument("--extra-clips", type=int, default=0,
+                        help="clips rendered only for pretraining, outside the world's splits, added to its "
+                        "training frames (default 0: the world's training clips alone)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--force", action="store_true", help="train again even when the cache is complete")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -29,7 +32,9 @@ def run(args: argparse.Namespace) -> dict:
 
     from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
-    cfg = PretrainConfig(seed=args.seed, device=args.device)
+    if args.extra_clips < 0:
+        raise ValueError(f"--extra-clips {args.extra_clips}: expected 0 or a positive integer")
+    cfg = PretrainConfig(seed=args.seed, device=args.device, extra_clips=args.extra_clips)
     stage = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
     for key, value in stage.items():
         if value < 1:

@@ -37,7 +37,7 @@ from actiondistill.data.compressed_codec import (
 from actiondistill.data.compressed_motion import accumulate_source_maps, compute_residual, rasterise_vectors
 from actiondistill.data.video import VideoDecodeError, check_video_file
 from actiondistill.io import atomic_save
-from actiondistill.parallel import process_pool
+from actiondistill.parallel import map_jobs
 
 log = logging.getLogger(__name__)
 
@@ -255,15 +255,7 @@ def extract_all(videos: Sequence[str | os.PathLike | tuple], cache_dir: str | os
     workers = (os.cpu_count() or 1) if workers is None else workers
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="compressed extraction", unit="video",
                disable=not progress)
-    jobs = [(p, Path(cache_dir), gop) for p in todo]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _extract_job(job)
-            bar.update()
-    else:
-        with process_pool(min(workers, len(jobs))) as pool:
-            for _ in pool.map(_extract_job, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers)))):
-                bar.update()
+    map_jobs(_extract_job, [(p, Path(cache_dir), gop) for p in todo], workers, bar, max_chunk=8)
     bar.close()
     return targets
 

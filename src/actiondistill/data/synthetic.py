@@ -29,7 +29,7 @@ from actiondistill.data.synth_world import (
     zeroshot_classes,
 )
 from actiondistill.io import atomic_write_json, read_json
-from actiondistill.parallel import process_pool
+from actiondistill.parallel import map_jobs
 
 __all__ = [
     "ATTRIBUTES", "COLOURS", "ENCODER_OPTIONS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
@@ -199,14 +199,7 @@ def _allocate(count: int, fractions) -> list[int]:
 
 def _render_all(todo: list, workers: int, progress: bool) -> None:
     bar = tqdm(total=len(todo), desc="synth clips", unit="clip", disable=not progress)
-    if workers <= 1 or len(todo) <= 1:
-        for job in todo:
-            _render_one(job)
-            bar.update()
-    else:
-        with process_pool(min(workers, len(todo)), initializer=_init_worker) as pool:
-            for _ in pool.map(_render_one, todo, chunksize=max(1, min(16, len(todo) // (4 * workers)))):
-                bar.update()
+    map_jobs(_render_one, todo, workers, bar, max_chunk=16, initializer=_init_worker)
     bar.close()
 
 

@@ -25,7 +25,7 @@ from actiondistill.data.synth_world import SCENES, action_parts
 from actiondistill.data.synthetic import load_manifest
 from actiondistill.data.transforms import ColorJitter, Normalize
 from actiondistill.io import atomic_save
-from actiondistill.parallel import process_pool
+from actiondistill.parallel import map_jobs
 
 #: The attributes a frame caption may name, in the order of a frame's attribute ids.
 CAPTION_ATTRIBUTES = ("shape", "colour", "scene", "size")
@@ -91,18 +91,8 @@ def decode_frames(manifest_path: str | os.PathLike, splits: Sequence[str], per_c
         raise ValueError(f"{manifest_path}: no clips in splits {list(splits)}")
     indices = frame_indices(manifest["frames"], per_clip)
     jobs = [(str(root / manifest["clips"][i]["path"]), indices) for i in clips]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
     bar = tqdm(total=len(jobs), desc="decode frames", unit="clip", disable=not progress)
-    parts = []
-    if workers <= 1:
-        for job in jobs:
-            parts.append(_decode_one(job))
-            bar.update()
-    else:
-        with process_pool(workers) as pool:
-            for frames in pool.map(_decode_one, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers)))):
-                parts.append(frames)
-                bar.update()
+    parts = map_jobs(_decode_one, jobs, workers or os.cpu_count() or 1, bar)
     bar.close()
     return {"frames": np.concatenate(parts), "clip": np.repeat(np.array(clips, dtype=np.int64), per_clip),
             "frame": np.tile(np.array(indices, dtype=np.int64), len(clips))}

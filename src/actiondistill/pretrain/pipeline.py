@@ -55,6 +55,8 @@ class PretrainConfig:
     val/test clip for the zero-shot report. `positives`: "matching" (every caption true of a frame is a positive)
     or "pairs" (plain CLIP). `blend` weighs affinity mimicking against the tiny model's own contrastive loss.
     `jitter`: brightness/contrast/saturation augmentation strength (never hue: colour is an attribute).
+    `extra_clips`: clips rendered only for pretraining (`pool.render_pool`, outside the world's splits), whose
+    `frames_per_clip` frames are added to the training pairs; 0 trains on the world's training clips alone.
     """
 
     frames_per_clip: int = 4
@@ -63,14 +65,19 @@ class PretrainConfig:
     positives: str = "matching"
     blend: float = 0.5
     jitter: float = 0.0
+    extra_clips: int = 0
     base: StageConfig = field(default_factory=StageConfig)
     tiny: StageConfig = field(default_factory=StageConfig)
     device: str = "auto"
     workers: int | None = None
 
     def key_dict(self) -> dict[str, Any]:
-        """The fields that change the result (not the device or the decode workers)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "workers")}
+        """The fields that change the result (not the device or the decode workers).
+
+        `extra_clips` joins the key only when set, so caches made before the field existed stay valid.
+        """
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("device", "workers") and not (k == "extra_clips" and v == 0)}
 
 
 def clip_key(manifest_path: str | os.PathLike, cfg: PretrainConfig) -> str:
@@ -127,11 +134,13 @@ def _manifest_file(manifest_path: str | os.PathLike) -> Path:
 
 def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) -> None:
     """Run the missing stages, then write the report (last: its presence marks a complete folder)."""
+    import numpy as np
     import torch
 
     from actiondistill.data.synthetic import load_manifest
     from actiondistill.models import create_backbone
     from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames
+    from actiondistill.pretrain.pool import cached_pool, with_pool
     from actiondistill.pretrain.zeroshot import zero_shot_accuracy
 
     manifest = load_manifest(manifest_path)
@@ -142,8 +151,14 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
                           progress)
     heldout = cached_frames(out / "frames-heldout.npz", manifest_path, list(HELDOUT_SPLITS),
                             cfg.eval_frames_per_clip, cfg.workers, progress)
+    frames, clips, pairs_manifest = train["frames"], train["clip"], manifest
+    if cfg.extra_clips:
+        pool = cached_pool(out / "frames-pool.npz", manifest, cfg.extra_clips, cfg.frames_per_clip, cfg.workers,
+                           progress)
+        pairs_manifest, pool_clips = with_pool(manifest, pool)
+        frames, clips = np.concatenate([frames, pool["frames"]]), np.concatenate([clips, pool_clips])
     decode_seconds = time.perf_counter() - started
-    dataset = FrameCaptionDataset(train["frames"], train["clip"], manifest, seed=cfg.seed, jitter=cfg.jitter)
+    dataset = FrameCaptionDataset(frames, clips, pairs_manifest, seed=cfg.seed, jitter=cfg.jitter)
     stages = {name: _run_stage(name, out, dataset, cfg, progress) for name in STAGES}
 
     started = time.perf_counter()
@@ -158,6 +173,7 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
         "key": out.name, "manifest": str(manifest_path), "version": PRETRAIN_VERSION,
         "config": dataclasses.asdict(cfg),
         "train_frames": len(dataset), "train_clips": int(len(set(train["clip"].tolist()))),
+        "pool_clips": cfg.extra_clips,
         "heldout": {"splits": list(HELDOUT_SPLITS), "clips": int(len(set(heldout["clip"].tolist()))),
                     "frames": len(heldout["frames"])},
         "decode_seconds": round(decode_seconds, 2), "report_seconds": round(time.perf_counter() - started, 2),
