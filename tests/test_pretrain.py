@@ -25,7 +25,15 @@ from actiondistill.pretrain.frames import (
     frame_indices,
     template_attributes,
 )
-from actiondistill.pretrain.objectives import CLIPContrastive, TinyCLIPDistill, caption_matches, matching_infonce
+from actiondistill.pretrain.objectives import (
+    CLIPContrastive,
+    TinyCLIPDistill,
+    attach_attribute_heads,
+    attribute_loss,
+    caption_matches,
+    detach_attribute_heads,
+    matching_infonce,
+)
 from actiondistill.pretrain.pipeline import inherited_student
 
 WORLD = {"videos": 60, "size": 64, "frames": 8, "seed": 0}
@@ -211,3 +219,45 @@ def test_bad_inputs_are_named(tmp_path):
         CLIPContrastive(positives="all")
     with pytest.raises(ValueError, match="frames per clip"):
         frame_indices(8, 9)
+
+
+def test_attribute_loss_is_the_heads_cross_entropy_over_known_values():
+    model = create_backbone("embedded-tiny")
+    heads = attach_attribute_heads(model, [3, 2])
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(4, 256, generator=g), dim=-1)
+    attributes = torch.tensor([[0, 1], [2, 0], [1, 1], [0, 0]])
+    known = torch.tensor([[True, True], [True, False], [True, True], [True, False]])
+    expected = (torch.nn.functional.cross_entropy(heads[0](emb), attributes[:, 0])
+                + torch.nn.functional.cross_entropy(heads[1](emb[[0, 2]]), attributes[[0, 2], 1])) / 2
+    torch.testing.assert_close(attribute_loss(model, emb, attributes, known), expected)
+    detach_attribute_heads(model)
+    assert not any(k.startswith("attribute_heads") for k in model.state_dict())
+    with pytest.raises(ValueError, match="attach_attribute_heads"):
+        attribute_loss(model, emb, attributes, known)
+
+
+def test_attribute_weight_adds_the_heads_loss_to_the_contrastive_loss(trained, frames):
+    data = _dataset(trained, frames)
+    batch = torch.utils.data.default_collate([data[i] for i in range(6)])
+    model = create_backbone("embedded-tiny")
+    attach_attribute_heads(model, [len(data.vocab[key]) for key in CAPTION_ATTRIBUTES])
+    plain, _ = CLIPContrastive()(model, batch, {}, [])
+    loss, metrics = CLIPContrastive(attribute_weight=0.5)(model, batch, {}, [])
+    torch.testing.assert_close(loss, plain + 0.5 * attribute_loss(model, *_embed(model, batch)))
+    assert float(metrics["attribute"]) > 0
+    with pytest.raises(ValueError, match="attribute_weight"):
+        CLIPContrastive(attribute_weight=-1)
+
+
+def _embed(model, batch):
+    image_emb = model.encode_image(batch["image"], normalize=True)
+    return image_emb, batch["attributes"], batch["known"]
+
+
+def test_size_is_unknown_only_while_the_object_grows_or_shrinks(trained, frames):
+    data = _dataset(trained, frames)
+    manifest = load_manifest(trained["manifest"])
+    for i, clip in enumerate(frames["clip"]):
+        verb = action_parts(manifest["clips"][int(clip)]["label_text"])[0]
+        assert data[i]["known"].tolist() == [True, True, True, verb not in ("growing", "shrinking")]

@@ -71,10 +71,9 @@ def test_pool_pairs_caption_their_own_attributes(world):
                                                   for k in ("shape", "colour", "scene", "size")]
 
 
-def test_extra_clips_join_the_key_only_when_set_and_add_training_frames(world, monkeypatch):
+def test_extra_clips_change_the_key_and_add_training_frames(world, monkeypatch):
     from actiondistill.pretrain import StageConfig
 
-    assert "extra_clips" not in PretrainConfig().key_dict()
     assert clip_key(world["path"], PretrainConfig(extra_clips=4)) != clip_key(world["path"], PretrainConfig())
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(world["data"]))
     stage = StageConfig(epochs=1, batch_size=32)

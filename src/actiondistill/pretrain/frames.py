@@ -137,7 +137,8 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
 
     Items: {"image": float (3, H, W) CLIP-normalised, "caption": str, "attributes": (4,) ids of
     `CAPTION_ATTRIBUTES` in the manifest's vocabularies, "mentions": (4,) bool, which of them the caption names,
-    "index": int}. The phrasing is drawn from the templates that fit the frame, seeded by (seed, epoch, index),
+    "known": (4,) bool, which of them the frame has a value of (not the size while growing or shrinking), "index":
+    int}. The phrasing is drawn from the templates that fit the frame, seeded by (seed, epoch, index),
     so an epoch's captions are reproducible and differ between epochs. `jitter` > 0 scales brightness, contrast
     and saturation by up to that fraction (p 0.8, seeded the same way); never hue, because colour is a label.
     """
@@ -159,6 +160,9 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
                      for c in clips]
         fitting = [[t for t in FRAME_TEMPLATES if "size" not in template_attributes(t)], list(FRAME_TEMPLATES)]
         self.templates = [fitting[int(ok)] for ok in with_size]
+        # Every attribute has a value in every frame except the size of an object that grows or shrinks.
+        self.known = torch.tensor([[key != "size" or ok for key in CAPTION_ATTRIBUTES] for ok in with_size],
+                                  dtype=torch.bool).reshape(-1, len(CAPTION_ATTRIBUTES))
         self.normalize = Normalize()
         self.jitter = ColorJitter(jitter, jitter, jitter, hue=0.0) if jitter > 0 else None
 
@@ -184,4 +188,5 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
             image = self.jitter(image, generator)
         named = template_attributes(template)
         return {"image": self.normalize(image), "caption": text, "attributes": self.attributes[index],
-                "mentions": torch.tensor([key in named for key in CAPTION_ATTRIBUTES]), "index": index}
+                "mentions": torch.tensor([key in named for key in CAPTION_ATTRIBUTES]),
+                "known": self.known[index], "index": index}

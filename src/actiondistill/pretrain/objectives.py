@@ -8,6 +8,16 @@ and name few attributes ("a red star" is true of every red star in the batch), s
 every attribute j names. The target of each row is uniform over its positives, in both directions; with
 distinct, fully specific captions that is exactly `clip_infonce`. `positives="pairs"` is plain CLIP (and, for
 distillation, `tinyclip_loss`).
+
+Attribute heads. From random initialisation the text tower embeds "a red object" and "a blue object" almost
+identically, so in-batch contrast gives the image tower no colour signal, and the text tower gets none either
+because the images do not differ by colour: both stay at chance (measured: 13% zero-shot colour after 300 steps,
+chance 12.5%). Scoring the image embedding against text embeddings of every value's prompt does not break that
+symmetry (9%). Free linear heads on the image embedding, one per caption attribute and trained with cross-entropy on
+the attribute the caption was written from, do: the image tower separates the values and the text tower follows
+through the contrastive loss (55% zero-shot colour in the same 300 steps). `attach_attribute_heads` adds them to the
+CLIP for pretraining; `detach_attribute_heads` removes them before the weights are saved, so zero-shot
+recognition still goes through text alone.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from actiondistill.engine.teachers import Teacher
 from actiondistill.losses import affinity_mimicking_loss, clip_infonce, clip_logits
 
 POSITIVES = ("matching", "pairs")
+#: Where the pretraining-only attribute heads live on the CLIP while it trains.
+HEADS_ATTRIBUTE = "attribute_heads"
 #: CLIP caps its learned temperature at 100: a larger multiplier only sharpens the softmax into instability.
 MAX_LOGIT_SCALE = 100.0
 
@@ -67,10 +79,45 @@ def unique_tokens(model: nn.Module, captions: Sequence[str], device: torch.devic
     return unique.to(device), inverse.to(device)
 
 
+def attach_attribute_heads(model: nn.Module, classes: Sequence[int]) -> nn.ModuleList:
+    """Add one linear head per caption attribute (`classes[a]` values) on the image embedding; returns them."""
+    heads = nn.ModuleList(nn.Linear(int(model.visual.output_dim), n) for n in classes)
+    setattr(model, HEADS_ATTRIBUTE, heads)
+    return heads
+
+
+def detach_attribute_heads(model: nn.Module) -> None:
+    """Remove the heads (if any), leaving a plain CLIP whose state dict `create_backbone` loads strictly."""
+    if hasattr(model, HEADS_ATTRIBUTE):
+        delattr(model, HEADS_ATTRIBUTE)
+
+
+def attribute_loss(model: nn.Module, image_emb: Tensor, attributes: Tensor, known: Tensor) -> Tensor:
+    """Mean over attributes of the heads' cross-entropy, each over the frames whose value is known.
+
+    Args:
+        image_emb: (B, D) unit-norm image embeddings from the contrastive forward pass.
+        attributes: (B, A) value ids; known: (B, A) bool, False where a frame has no value (size while growing).
+    """
+    heads = getattr(unwrap_model(model), HEADS_ATTRIBUTE, None)
+    if heads is None or len(heads) != attributes.shape[1]:
+        raise ValueError(f"attribute loss: expected {attributes.shape[1]} heads from attach_attribute_heads on the "
+                         "model being trained")
+    losses = [F.cross_entropy(head(image_emb[known[:, a]]), attributes[known[:, a], a])
+              for a, head in enumerate(heads) if bool(known[:, a].any())]
+    return torch.stack(losses).mean()
+
+
 def _check_positives(positives: str) -> str:
     if positives not in POSITIVES:
         raise ValueError(f"positives={positives!r}: expected one of {POSITIVES}")
     return positives
+
+
+def _check_weight(weight: float) -> float:
+    if weight < 0:
+        raise ValueError(f"attribute_weight={weight}: expected 0 (off) or a positive weight")
+    return float(weight)
 
 
 def _match_accuracy(image_emb: Tensor, text_emb: Tensor, matches: Tensor) -> Tensor:
@@ -89,10 +136,14 @@ def _student_forward(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, T
 
 @register_objective("clip_contrastive")
 class CLIPContrastive:
-    """CLIP pretraining from (frame, caption) batches: InfoNCE with the model's learnable logit scale."""
+    """CLIP pretraining from (frame, caption) batches: InfoNCE with the model's learnable logit scale.
 
-    def __init__(self, positives: str = "matching"):
+    `attribute_weight` > 0 adds that multiple of `attribute_loss` (the model needs `attach_attribute_heads`).
+    """
+
+    def __init__(self, positives: str = "matching", attribute_weight: float = 0.0):
         self.positives = _check_positives(positives)
+        self.attribute_weight = _check_weight(attribute_weight)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
                  labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
@@ -101,8 +152,12 @@ class CLIPContrastive:
             loss = clip_infonce(image_emb, text_emb, scale)
         else:
             loss = matching_infonce(image_emb, text_emb, scale, matches)
-        return loss, {"loss": loss.detach(), "acc": _match_accuracy(image_emb, text_emb, matches),
-                      "logit_scale": scale.detach()}
+        metrics = {"acc": _match_accuracy(image_emb, text_emb, matches), "logit_scale": scale.detach()}
+        if self.attribute_weight:
+            attr = attribute_loss(model, image_emb, batch["attributes"], batch["known"])
+            loss = loss + self.attribute_weight * attr
+            metrics["attribute"] = attr.detach()
+        return loss, {"loss": loss.detach(), **metrics}
 
 
 @register_objective("tinyclip_distill")
@@ -111,15 +166,17 @@ class TinyCLIPDistill:
 
     loss = blend * affinity_mimicking(student, teacher) + (1 - blend) * contrastive(student), which with
     `positives="pairs"` is `tinyclip_loss`; the teacher (the `teacher` entry of the Trainer's teachers, an
-    open_clip CLIP) encodes the same frames and captions.
+    open_clip CLIP) encodes the same frames and captions. `attribute_weight` adds the student's `attribute_loss`.
     """
 
-    def __init__(self, blend: float = 0.5, positives: str = "matching", teacher: str = "teacher"):
+    def __init__(self, blend: float = 0.5, positives: str = "matching", teacher: str = "teacher",
+                 attribute_weight: float = 0.0):
         if not 0.0 <= blend <= 1.0:
             raise ValueError(f"blend={blend}: expected a value in [0, 1]")
         self.blend = blend
         self.positives = _check_positives(positives)
         self.teacher = teacher
+        self.attribute_weight = _check_weight(attribute_weight)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
                  labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
@@ -139,5 +196,10 @@ class TinyCLIPDistill:
             contrast = matching_infonce(s_img, s_txt, s_scale, matches)
         mimic = affinity_mimicking_loss(s_img, s_txt, t_img, t_txt, s_scale, t_scale)
         loss = self.blend * mimic + (1.0 - self.blend) * contrast
-        return loss, {"loss": loss.detach(), "mimic": mimic.detach(), "contrast": contrast.detach(),
-                      "acc": _match_accuracy(s_img, s_txt, matches), "logit_scale": s_scale.detach()}
+        metrics = {"mimic": mimic.detach(), "contrast": contrast.detach(),
+                   "acc": _match_accuracy(s_img, s_txt, matches), "logit_scale": s_scale.detach()}
+        if self.attribute_weight:
+            attr = attribute_loss(model, s_img, batch["attributes"], batch["known"])
+            loss = loss + self.attribute_weight * attr
+            metrics["attribute"] = attr.detach()
+        return loss, {"loss": loss.detach(), **metrics}

@@ -29,7 +29,7 @@ from typing import Any
 from actiondistill.io import atomic_write_json, read_json
 
 #: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2  # 2: attribute heads (attribute_weight) and the pretraining pool (extra_clips)
 STAGES = ("embedded-base", "embedded-tiny")
 HELDOUT_SPLITS = ("val", "test")
 REPORT_NAME = "report.json"
@@ -55,6 +55,8 @@ class PretrainConfig:
     val/test clip for the zero-shot report. `positives`: "matching" (every caption true of a frame is a positive)
     or "pairs" (plain CLIP). `blend` weighs affinity mimicking against the tiny model's own contrastive loss.
     `jitter`: brightness/contrast/saturation augmentation strength (never hue: colour is an attribute).
+    `attribute_weight`: weight of the pretraining-only attribute heads' cross-entropy (`objectives.attribute_loss`,
+    why: see `pretrain.objectives`), in both stages; 0 is plain contrastive pretraining.
     `extra_clips`: clips rendered only for pretraining (`pool.render_pool`, outside the world's splits), whose
     `frames_per_clip` frames are added to the training pairs; 0 trains on the world's training clips alone.
     """
@@ -65,6 +67,7 @@ class PretrainConfig:
     positives: str = "matching"
     blend: float = 0.5
     jitter: float = 0.0
+    attribute_weight: float = 1.0
     extra_clips: int = 0
     base: StageConfig = field(default_factory=StageConfig)
     tiny: StageConfig = field(default_factory=StageConfig)
@@ -72,12 +75,8 @@ class PretrainConfig:
     workers: int | None = None
 
     def key_dict(self) -> dict[str, Any]:
-        """The fields that change the result (not the device or the decode workers).
-
-        `extra_clips` joins the key only when set, so caches made before the field existed stay valid.
-        """
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("device", "workers") and not (k == "extra_clips" and v == 0)}
+        """The fields that change the result (not the device or the decode workers)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "workers")}
 
 
 def clip_key(manifest_path: str | os.PathLike, cfg: PretrainConfig) -> str:
@@ -219,7 +218,8 @@ def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress
     from actiondistill.engine.checkpoint import CHECKPOINT_NAME
     from actiondistill.engine.seeding import seed_everything
     from actiondistill.models import create_backbone, save_weights
-    from actiondistill.pretrain import objectives  # noqa: F401  (registers the objectives)
+    from actiondistill.pretrain.frames import CAPTION_ATTRIBUTES
+    from actiondistill.pretrain.objectives import attach_attribute_heads, detach_attribute_heads  # and registers
     from actiondistill.train import Trainer
 
     weights, record_path = out / f"{name}.pt", out / f"{name}.json"
@@ -228,18 +228,21 @@ def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress
     started = time.perf_counter()
     seed_everything(cfg.seed)
     record: dict[str, Any] = {}
+    kwargs = {"positives": cfg.positives, "attribute_weight": cfg.attribute_weight}
     if name == "embedded-base":
         model, teachers = create_backbone(name), {}
-        tcfg = _train_config(name, out, cfg, cfg.base, "clip_contrastive", {"positives": cfg.positives})
+        tcfg = _train_config(name, out, cfg, cfg.base, "clip_contrastive", kwargs)
     else:
         teacher = create_backbone("embedded-base", pretrained=out / "embedded-base.pt")
         model, inheritance = inherited_student(teacher, name)
         record["inheritance"] = {"layer_map": inheritance.layer_map, "summary": inheritance.summary()}
         teachers = {"teacher": teacher}
-        tcfg = _train_config(name, out, cfg, cfg.tiny, "tinyclip_distill",
-                             {"blend": cfg.blend, "positives": cfg.positives})
+        tcfg = _train_config(name, out, cfg, cfg.tiny, "tinyclip_distill", {"blend": cfg.blend, **kwargs})
+    if cfg.attribute_weight:
+        attach_attribute_heads(model, [len(dataset.vocab[key]) for key in CAPTION_ATTRIBUTES])
     trainer = Trainer(tcfg, model.train(), dataset, objective=None, teachers=teachers, progress=progress)
     trainer.fit(resume=True)
+    detach_attribute_heads(model)  # pretraining-only: the saved CLIP is a plain open_clip model
     epochs = [h for h in trainer.history if h["split"] == "train"]
     record.update({
         "train_seconds": round(sum(h["time_s"] for h in epochs), 2), "epochs": len(epochs),
