@@ -95,3 +95,10 @@ def test_map_jobs_keeps_order_in_and_out_of_a_process_pool():
         with tqdm(total=len(jobs), file=io.StringIO()) as bar:
             assert map_jobs(abs, jobs, workers, bar, max_chunk=1) == [3, 1, 4, 1, 5, 9]
             assert bar.n == len(jobs)
+
+
+def test_cli_refuses_a_negative_pool(capsys):
+    from actiondistill.cli import main as cli_main
+
+    assert cli_main(["pretrain-clip", "--extra-clips", "-1", "--no-progress"]) == 2
+    assert "--extra-clips -1" in capsys.readouterr().err
