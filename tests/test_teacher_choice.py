@@ -46,6 +46,18 @@ def test_selection_rule(table):
         tc.select_teacher(table.drop(columns="zs_top1_mean"))
 
 
+def test_excluded_candidates_can_neither_win_nor_set_the_latency_limit(table):
+    excluded = {"a": "it cannot read cached embeddings", "fast": "likewise"}
+    decision = tc.select_teacher(table, max_slowdown=1.25, excluded=excluded)
+    assert decision["teacher"] == "b" and "a" not in decision["eligible"] and decision["excluded"] == excluded
+    assert decision["fastest_ms"] > 100.0  # the excluded fastest candidate does not set the limit
+    assert "not eligible whatever its scores" in decision["rule"] and "cannot read cached" in decision["rule"]
+    assert tc.excluded_teachers(True) == {"xclip": tc.CACHED_FEATURE_EXCLUSIONS["xclip"]}
+    assert tc.excluded_teachers(False) == {}
+    with pytest.raises(ValueError, match="no candidates left"):
+        tc.select_teacher(table, excluded={name: "x" for name in table.index})
+
+
 def test_summarise_over_seeds():
     runs = pd.DataFrame({"model": ["m", "m", "m", "n"], "top1": [10.0, 20.0, 30.0, 50.0],
                          "zs_top1": [1.0, 2.0, 3.0, 4.0], "train_s": [1.0, 1.0, 1.0, 2.0]})

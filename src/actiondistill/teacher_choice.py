@@ -68,11 +68,28 @@ def reported_table() -> pd.DataFrame:
     return table
 
 
-def selection_rule(max_slowdown: float = 1.25, tie_points: float = 1.0, latency_frames: int = 16) -> str:
+#: Candidates that cannot teach chapters which train on cached frame embeddings, and why.
+CACHED_FEATURE_EXCLUSIONS = {
+    "xclip": "its frames exchange messages inside the image encoder, so it cannot read the cached frame embeddings "
+             "the later chapters distil on",
+}
+
+
+def excluded_teachers(freeze_image_encoder: bool) -> dict[str, str]:
+    """{candidate: reason} of the candidates the rule may not pick: with a frozen, cached image encoder, X-CLIP."""
+    return dict(CACHED_FEATURE_EXCLUSIONS) if freeze_image_encoder else {}
+
+
+def selection_rule(max_slowdown: float = 1.25, tie_points: float = 1.0, latency_frames: int = 16,
+                   excluded: Mapping[str, str] | None = None) -> str:
     """The rule in words, to state before the results."""
-    return (f"among the candidates whose {latency_frames}-frame latency is at most {max_slowdown:g}x the fastest "
+    rule = (f"among the candidates whose {latency_frames}-frame latency is at most {max_slowdown:g}x the fastest "
             f"candidate's, take the highest mean closed-set top-1; candidates within {tie_points:g} point(s) of it "
             "count as tied, and the tie goes to the highest mean zero-shot top-1")
+    if excluded:
+        rule += " (measured, but not eligible whatever its scores: " + "; ".join(
+            f"{LABELS.get(name, name)}, because {why}" for name, why in excluded.items()) + ")"
+    return rule
 
 
 def model_kwargs(name: str, fusion_layers: int) -> dict[str, Any]:
@@ -316,17 +333,20 @@ def pareto_front(table: pd.DataFrame, latency: str = "latency_ms", accuracy: str
 
 def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: float = 1.0,
                    latency: str = "latency_ms", accuracy: str = "top1_mean",
-                   zero_shot: str = "zs_top1_mean") -> dict[str, Any]:
+                   zero_shot: str = "zs_top1_mean", excluded: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Apply `selection_rule` to a table indexed by candidate with latency, accuracy and zero-shot columns.
 
-    A missing zero-shot score (real datasets) leaves ties to the closed-set accuracy. Returns the teacher and the
-    steps that led to it (eligible and tied candidates, the fastest latency).
+    A missing zero-shot score (real datasets) leaves ties to the closed-set accuracy. `excluded` candidates
+    ({name: reason}, e.g. `excluded_teachers(True)`) take no part, not even as the fastest. Returns the teacher and
+    the steps that led to it (eligible and tied candidates, the fastest latency, the exclusions).
     """
-    if table.empty:
-        raise ValueError("select_teacher: the table has no candidates")
+    excluded = dict(excluded or {})
     missing = [c for c in (latency, accuracy, zero_shot) if c not in table.columns]
     if missing:
         raise ValueError(f"select_teacher: columns {missing} missing; the table has {list(table.columns)}")
+    table = table.drop(index=[name for name in excluded if name in table.index])
+    if table.empty:
+        raise ValueError(f"select_teacher: no candidates left (excluded: {sorted(excluded)})")
     fastest = float(table[latency].min())
     eligible = table[table[latency] <= max_slowdown * fastest]
     best = float(eligible[accuracy].max())
@@ -334,7 +354,8 @@ def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: 
     teacher = str(tied.sort_values([zero_shot, accuracy], ascending=False, na_position="last").index[0])
     return {"teacher": teacher, "fastest_ms": fastest, "eligible": [str(n) for n in eligible.index],
             "tied": [str(n) for n in tied.index], "best_top1": best,
-            "rule": selection_rule(max_slowdown, tie_points), "max_slowdown": max_slowdown, "tie_points": tie_points}
+            "rule": selection_rule(max_slowdown, tie_points, excluded=excluded), "max_slowdown": max_slowdown,
+            "tie_points": tie_points, "excluded": excluded}
 
 
 def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32),
