@@ -58,10 +58,12 @@ def labelled_frames(world: dict, clips: int, per_clip: int) -> dict[str, np.ndar
     from actiondistill.pretrain.pool import render_pool
 
     pool = render_pool(world, clips, per_clip)
+    truths = [frame_ground_truth(sample_spec(entry["seed"], entry["label_text"]), world["size"], world["frames"])
+              for entry in pool["clips"]]  # once per clip: it covers every frame
     ids, state = [], []
-    for entry, frame in zip(np.array(pool["clips"])[pool["pool_clip"]], pool["frame"], strict=True):
-        truth = frame_ground_truth(sample_spec(entry["seed"], entry["label_text"]), world["size"], world["frames"])
-        ids.append([VOCAB[key].index(entry["attributes"][key]) for key in ATTRIBUTES])
+    for clip, frame in zip(pool["pool_clip"], pool["frame"], strict=True):
+        truth, attributes = truths[clip], pool["clips"][clip]["attributes"]
+        ids.append([VOCAB[key].index(attributes[key]) for key in ATTRIBUTES])
         angle = truth["angle"][frame]
         state.append([truth["x"][frame], truth["y"][frame], np.cos(angle), np.sin(angle), 8 * truth["radius"][frame],
                       float(truth["visible"][frame])])

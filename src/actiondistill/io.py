@@ -89,3 +89,30 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def cached_arrays(path: str | os.PathLike, stamp: Mapping[str, Any], make: Callable[[], dict[str, Any]],
+                  what: str) -> dict[str, Any]:
+    """Arrays from the .npz file `path` when it was made with this `stamp`, else `make()`'s, written atomically.
+
+    `stamp` (JSON-able) records what the arrays were made from; a file made from something else is an error naming
+    both (`what` describes the file, e.g. "frames cached"), never silently the wrong arrays.
+    """
+    import numpy as np
+
+    path = Path(path)
+    expected = json.loads(json.dumps(stamp))
+    if path.is_file():
+        with np.load(path) as stored:
+            found = json.loads(str(stored["stamp"])) if "stamp" in stored.files else None
+            if found != expected:
+                raise ValueError(f"{path}: {what} for {found}, not {expected}; delete the file to make it again")
+            return {key: stored[key] for key in stored.files if key != "stamp"}
+    arrays = make()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
+            np.savez(f, **arrays, stamp=np.array(json.dumps(expected, sort_keys=True)))
+
+    atomic_save(path, write)
+    return arrays

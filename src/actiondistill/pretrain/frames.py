@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from actiondistill.data.synth_world import SCENES, action_parts
 from actiondistill.data.synthetic import load_manifest
 from actiondistill.data.transforms import ColorJitter, Normalize
-from actiondistill.io import atomic_save
+from actiondistill.io import cached_arrays
 from actiondistill.parallel import map_jobs
 
 #: The attributes a frame caption may name, in the order of a frame's attribute ids.
@@ -105,25 +105,9 @@ def cached_frames(cache: str | os.PathLike, manifest_path: str | os.PathLike, sp
     The file records its manifest path, splits and frames per clip; a file made for other ones is an error rather
     than silently the wrong frames.
     """
-    cache = Path(cache)
     stamp = {"manifest": str(Path(manifest_path).resolve()), "splits": list(splits), "per_clip": per_clip}
-    if cache.is_file():
-        with np.load(cache) as stored:
-            data = {key: stored[key] for key in stored.files}
-        found = {"manifest": str(data.pop("manifest")), "splits": data.pop("splits").tolist(),
-                 "per_clip": int(data.pop("per_clip"))}
-        if found != stamp:
-            raise ValueError(f"{cache}: frames cached for {found}, not {stamp}; delete the file to decode again")
-        return data
-    data = decode_frames(manifest_path, splits, per_clip, workers=workers, progress=progress)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
-            np.savez(f, **data, manifest=np.array(stamp["manifest"]), splits=np.array(stamp["splits"]),
-                     per_clip=np.array(per_clip))
-
-    atomic_save(cache, write)
-    return data
+    return cached_arrays(cache, stamp, lambda: decode_frames(manifest_path, splits, per_clip, workers=workers,
+                                                             progress=progress), "frames cached")
 
 
 def frames_to_images(frames: np.ndarray) -> torch.Tensor:

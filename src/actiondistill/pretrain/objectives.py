@@ -139,6 +139,16 @@ def _check_weight(weight: float) -> float:
     return float(weight)
 
 
+def _with_attribute_loss(loss: Tensor, metrics: dict[str, Any], weight: float, model: nn.Module, image_emb: Tensor,
+                         batch: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+    """(loss + weight * `attribute_loss`, the metrics with "loss" and "attribute"); the loss alone at weight 0."""
+    if weight:
+        attr = attribute_loss(model, image_emb, batch["attributes"], batch["known"])
+        loss = loss + weight * attr
+        metrics = {**metrics, "attribute": attr.detach()}
+    return loss, {"loss": loss.detach(), **metrics}
+
+
 def _match_accuracy(image_emb: Tensor, text_emb: Tensor, matches: Tensor) -> Tensor:
     """Fraction of images whose best-scoring caption in the batch is true of them."""
     best = (image_emb @ text_emb.T).argmax(dim=1)
@@ -172,11 +182,7 @@ class CLIPContrastive:
         else:
             loss = matching_infonce(image_emb, text_emb, scale, matches)
         metrics = {"acc": _match_accuracy(image_emb, text_emb, matches), "logit_scale": scale.detach()}
-        if self.attribute_weight:
-            attr = attribute_loss(model, image_emb, batch["attributes"], batch["known"])
-            loss = loss + self.attribute_weight * attr
-            metrics["attribute"] = attr.detach()
-        return loss, {"loss": loss.detach(), **metrics}
+        return _with_attribute_loss(loss, metrics, self.attribute_weight, model, image_emb, batch)
 
 
 @register_objective("tinyclip_distill")
@@ -217,8 +223,4 @@ class TinyCLIPDistill:
         loss = self.blend * mimic + (1.0 - self.blend) * contrast
         metrics = {"mimic": mimic.detach(), "contrast": contrast.detach(),
                    "acc": _match_accuracy(s_img, s_txt, matches), "logit_scale": s_scale.detach()}
-        if self.attribute_weight:
-            attr = attribute_loss(model, s_img, batch["attributes"], batch["known"])
-            loss = loss + self.attribute_weight * attr
-            metrics["attribute"] = attr.detach()
-        return loss, {"loss": loss.detach(), **metrics}
+        return _with_attribute_loss(loss, metrics, self.attribute_weight, model, s_img, batch)

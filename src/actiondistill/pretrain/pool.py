@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from actiondistill.io import atomic_save
+from actiondistill.io import cached_arrays
 from actiondistill.parallel import map_jobs
 
 #: The split name pool clips carry in their manifest-style entries.
@@ -88,27 +88,14 @@ def render_pool(manifest: dict[str, Any], count: int, per_clip: int, workers: in
 def cached_pool(cache: str | os.PathLike, manifest: dict[str, Any], count: int, per_clip: int,
                 workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """`render_pool`, read from the .npz file `cache` when it was made for the same world, count and frames."""
-    import json
-
-    cache = Path(cache)
     stamp = {"world_seed": manifest["seed"], "size": manifest["size"], "frames": manifest["frames"],
              "count": count, "per_clip": per_clip}
-    if cache.is_file():
-        with np.load(cache) as stored:
-            found = json.loads(str(stored["stamp"]))
-            if found != stamp:
-                raise ValueError(f"{cache}: pool made for {found}, not {stamp}; delete the file to render again")
-            data = {key: stored[key] for key in ("frames", "pool_clip", "frame")}
-        return {**data, "clips": pool_clips(manifest, count)}
-    data = render_pool(manifest, count, per_clip, workers, progress)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
-            np.savez(f, frames=data["frames"], pool_clip=data["pool_clip"], frame=data["frame"],
-                     stamp=np.array(json.dumps(stamp, sort_keys=True)))
+    def render() -> dict[str, np.ndarray]:
+        pool = render_pool(manifest, count, per_clip, workers, progress)
+        return {key: pool[key] for key in ("frames", "pool_clip", "frame")}
 
-    atomic_save(cache, write)
-    return data
+    return {**cached_arrays(cache, stamp, render, "pool made"), "clips": pool_clips(manifest, count)}
 
 
 def with_pool(manifest: dict[str, Any], pool: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
