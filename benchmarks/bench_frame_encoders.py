@@ -1,4 +1,5 @@
-"""Benchmark: which frame encoder learns where SynthActions' main object is, at a fixed number of steps.
+"""Benchmark: which frame encoder learns where SynthActions' main object is, at a fixed number of steps, and what that
+gives the actions.
 
 `bench_world_ceiling.py` showed that the action is recoverable from per-frame object state but not from the
 embedded CLIP's frame embeddings. This isolates the frame encoder: each architecture gets the same supervised
@@ -11,10 +12,15 @@ Encoders, all mapping a 64x64 frame to a 256-d vector:
 - `vit-p16`: the same transformer with patch 16 (16 tokens; a quarter of the compute per step);
 - `hybrid-p16`: a convolutional stem (four conv-BN-ReLU pairs with max pooling, stride 16) in place of the patch
   embedding of a 2-layer ViT, i.e. ViT-Hybrid's recipe at this scale;
+- `hybrid-p8`: the `embedded-base` tower with a stride-8 convolutional stem (three such pairs) in place of its patch
+  embedding: the same 64 tokens and 6 blocks, so a drop-in for the book's CLIPs;
 - `cnn-avg` / `cnn-flatten`: the same stem with global average pooling / a linear head on the flattened 4x4 map.
 
 The position error to beat is the mean predictor's (`mean_predictor_xy_mae`): an encoder at that value has not
-learnt where the object is. Writes benchmarks/results/frame_encoders.json.
+learnt where the object is. `action_top1` is what the trained encoder's frozen embeddings give the actions: the
+world-ceiling MLP (`bench_world_ceiling.probe_accuracy`, 3 seeds) on 8 embedded frames of each clip of the embedded
+world (train/test splits), the quantity the book's frozen-encoder chapters live on. Writes
+benchmarks/results/frame_encoders.json.
 
     .venv/bin/python benchmarks/bench_frame_encoders.py [--steps 300] [--device cuda] [--encoders vit-p8 cnn-avg]
 """
@@ -34,11 +40,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from actiondistill.io import atomic_write_json
+from actiondistill.pretrain.state import STATE_FIELDS as STATE
 
 RESULT = Path(__file__).parent / "results" / "frame_encoders.json"
 ATTRIBUTES = ("shape", "colour", "scene", "size")
-STATE = ("x", "y", "cos", "sin", "radius x8", "visible")
-ENCODERS = ("vit-p8", "vit-p16", "hybrid-p16", "cnn-avg", "cnn-flatten")
+ENCODERS = ("vit-p8", "vit-p16", "hybrid-p8", "hybrid-p16", "cnn-avg", "cnn-flatten")
+ACTION_FRAMES = 8  # frames per clip of the action probe, as the book's models
 EMBED = 256
 
 
@@ -52,31 +59,59 @@ def world_description(seed: int) -> dict:
 
 
 def labelled_frames(world: dict, clips: int, per_clip: int) -> dict[str, np.ndarray]:
-    """Pool frames with their attribute ids (N, 4) and oracle state (N, 6) in the order of STATE."""
+    """Pool frames with their attribute ids (N, 4) and oracle state (N, 6), as `pretrain.state.STATE_FIELDS`."""
     from actiondistill.data.synth_world import ATTRIBUTES as VOCAB
-    from actiondistill.data.synthetic import frame_ground_truth, sample_spec
     from actiondistill.pretrain.pool import render_pool
+    from actiondistill.pretrain.state import frame_states
 
     pool = render_pool(world, clips, per_clip)
-    truths = [frame_ground_truth(sample_spec(entry["seed"], entry["label_text"]), world["size"], world["frames"])
-              for entry in pool["clips"]]  # once per clip: it covers every frame
-    ids, state = [], []
-    for clip, frame in zip(pool["pool_clip"], pool["frame"], strict=True):
-        truth, attributes = truths[clip], pool["clips"][clip]["attributes"]
-        ids.append([VOCAB[key].index(attributes[key]) for key in ATTRIBUTES])
-        angle = truth["angle"][frame]
-        state.append([truth["x"][frame], truth["y"][frame], np.cos(angle), np.sin(angle), 8 * truth["radius"][frame],
-                      float(truth["visible"][frame])])
-    return {"frames": pool["frames"], "ids": np.array(ids), "state": np.array(state, np.float32)}
+    attributes = [pool["clips"][clip]["attributes"] for clip in pool["pool_clip"]]
+    ids = [[VOCAB[key].index(values[key]) for key in ATTRIBUTES] for values in attributes]
+    state = frame_states({**world, "clips": pool["clips"]}, pool["pool_clip"], pool["frame"])
+    return {"frames": pool["frames"], "ids": np.array(ids), "state": state}
 
 
-def conv_stem(width: int = EMBED) -> nn.Sequential:
-    """64x64 -> (width, 4, 4): four blocks of two 3x3 conv-BN-ReLU and a 2x2 max pool."""
+def world_clips(videos: int) -> dict:
+    """The embedded world's train and test clips as `ACTION_FRAMES` decoded frames each (segment centres)."""
+    from actiondistill.data.sources import synthactions_manifest
+    from actiondistill.data.synthetic import load_manifest
+    from actiondistill.pretrain.frames import decode_frames
+
+    manifest_path = synthactions_manifest(videos, 64, 32, 0, progress=False)
+    manifest = load_manifest(manifest_path)
+    decoded = decode_frames(manifest_path, ["train", "test"], ACTION_FRAMES)
+    clips = decoded["clip"][::ACTION_FRAMES]
+    splits = np.array([manifest["clips"][i]["split"] for i in clips])
+    return {"frames": decoded["frames"], "labels": torch.tensor([manifest["clips"][i]["label"] for i in clips]),
+            "train": np.flatnonzero(splits == "train"), "test": np.flatnonzero(splits == "test"),
+            "classes": manifest["num_seen_classes"]}
+
+
+@torch.no_grad()
+def action_accuracy(encoder: nn.Module, world: dict, device: torch.device, seeds: int = 3) -> list[float]:
+    """Test top-1 % of the world-ceiling MLP on the frozen encoder's embeddings of each clip's frames, per seed."""
+    from bench_world_ceiling import probe_accuracy
+
+    from actiondistill.pretrain.frames import frames_to_images
+
+    encoder.eval()
+    frames = world["frames"]
+    embedded = torch.cat([encoder(frames_to_images(frames[i:i + 256]).to(device)).float().cpu()
+                          for i in range(0, len(frames), 256)]).view(-1, ACTION_FRAMES, EMBED)
+    labels, train, test = world["labels"], world["train"], world["test"]
+    with torch.enable_grad():
+        return [round(probe_accuracy(embedded[train], labels[train], embedded[test], labels[test], world["classes"],
+                                     seed, epochs=600)["test"], 2) for seed in range(seeds)]
+
+
+def conv_stem(width: int = EMBED, channels: tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
+    """Stride 2^(len(channels)+1): blocks of two 3x3 conv-BN-ReLU and a 2x2 max pool, the last one to `width`."""
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
                              nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
-    return nn.Sequential(block(3, 32), block(32, 64), block(64, 128), block(128, width))
+    sizes = (3, *channels, width)
+    return nn.Sequential(*(block(cin, cout) for cin, cout in zip(sizes[:-1], sizes[1:], strict=True)))
 
 
 def build_encoder(name: str) -> nn.Module:
@@ -86,6 +121,10 @@ def build_encoder(name: str) -> nn.Module:
 
     if name == "vit-p8":
         return create_backbone("embedded-base").visual
+    if name == "hybrid-p8":
+        vit = create_backbone("embedded-base").visual
+        vit.conv1 = conv_stem(vit.conv1.out_channels, (32, 64))  # the 8x8 grid of the patch embedding it replaces
+        return vit
     if name == "vit-p16":
         return VisionTransformer(image_size=64, patch_size=16, width=256, layers=6, heads=4, mlp_ratio=4.0,
                                  output_dim=EMBED)
@@ -101,7 +140,7 @@ def build_encoder(name: str) -> nn.Module:
     raise ValueError(f"encoder {name!r}: expected one of {ENCODERS}")
 
 
-def train_and_score(name: str, train: dict, test: dict, classes: list[int], args: argparse.Namespace,
+def train_and_score(name: str, train: dict, test: dict, classes: list[int], world: dict, args: argparse.Namespace,
                     seed: int) -> dict:
     from actiondistill.pretrain.frames import frames_to_images
 
@@ -140,9 +179,12 @@ def train_and_score(name: str, train: dict, test: dict, classes: list[int], args
     with torch.no_grad():
         _, hits, errors = losses(frames_to_images(test["frames"]).to(device), torch.from_numpy(test["ids"]).to(device),
                                  torch.from_numpy(test["state"]).to(device))
+    actions = action_accuracy(encoder, world, device)
     return {"seed": seed, "seconds_per_step": round(seconds / args.steps, 4),
             "top1": {key: round(100 * hit, 2) for key, hit in zip(ATTRIBUTES, hits, strict=True)},
-            "mae": {key: round(float(e), 4) for key, e in zip(STATE, errors.cpu(), strict=True)}}
+            "mae": {key: round(float(e), 4) for key, e in zip(STATE, errors.cpu(), strict=True)},
+            "action_top1": actions, "action_mean": round(float(np.mean(actions)), 2),
+            "action_std": round(float(np.std(actions, ddof=1)), 2)}
 
 
 def main() -> None:
@@ -154,6 +196,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--train-clips", type=int, default=2400, help="pool clips to train on (4 frames each)")
     parser.add_argument("--test-clips", type=int, default=256)
+    parser.add_argument("--videos", type=int, default=1200, help="clips of the world the action probe uses")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
@@ -166,15 +209,18 @@ def main() -> None:
     train = {key: value[:cut] for key, value in frames.items()}
     test = {key: value[cut:] for key, value in frames.items()}
     classes = [len(VOCAB[key]) for key in ATTRIBUTES]
+    world = world_clips(args.videos)
     mean_mae = np.abs(test["state"][:, :2] - train["state"][:, :2].mean(0)).mean(0)
     rows = []
     for name in tqdm(args.encoders, desc="encoders"):
         params = sum(p.numel() for p in build_encoder(name).parameters())
         for seed in range(args.seeds):
-            rows.append({"encoder": name, "params": params, **train_and_score(name, train, test, classes, args, seed)})
+            scores = train_and_score(name, train, test, classes, world, args, seed)
+            rows.append({"encoder": name, "params": params, **scores})
             row = rows[-1]
             tqdm.write(f"{name:<12} seed {seed}  " + " ".join(f"{k} {v:5.1f}" for k, v in row["top1"].items())
-                       + f"  x/y MAE {row['mae']['x']:.3f}/{row['mae']['y']:.3f}  {row['seconds_per_step']:.3f} s/step")
+                       + f"  x/y MAE {row['mae']['x']:.3f}/{row['mae']['y']:.3f}  action {row['action_mean']:.1f}"
+                       + f" +- {row['action_std']:.1f}  {row['seconds_per_step']:.3f} s/step")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     atomic_write_json(args.out, {
         "machine": {"platform": platform.platform(), "device": device, "cpu_count": os.cpu_count(),
@@ -182,6 +228,8 @@ def main() -> None:
         "recipe": {"steps": args.steps, "batch": args.batch, "lr": args.lr, "seeds": args.seeds,
                    "train_frames": cut, "test_frames": len(test["ids"]), "frames_seen": args.steps * args.batch},
         "chance": {key: round(100.0 / n, 2) for key, n in zip(ATTRIBUTES, classes, strict=True)},
+        "action_probe": {"videos": args.videos, "frames": ACTION_FRAMES, "train_clips": len(world["train"]),
+                         "test_clips": len(world["test"]), "chance": round(100.0 / world["classes"], 2)},
         "mean_predictor_xy_mae": [round(float(v), 4) for v in mean_mae],
         "rows": rows,
     })

@@ -31,7 +31,7 @@ from actiondistill.pretrain.objectives import (
     attach_attribute_heads,
     attribute_loss,
     caption_matches,
-    detach_attribute_heads,
+    detach_pretraining_heads,
     matching_infonce,
 )
 from actiondistill.pretrain.pipeline import inherited_student
@@ -231,7 +231,7 @@ def test_attribute_loss_is_the_heads_cross_entropy_over_known_values():
     expected = (torch.nn.functional.cross_entropy(heads[0](emb), attributes[:, 0])
                 + torch.nn.functional.cross_entropy(heads[1](emb[[0, 2]]), attributes[[0, 2], 1]))
     torch.testing.assert_close(attribute_loss(model, emb, attributes, known), expected)
-    detach_attribute_heads(model)
+    detach_pretraining_heads(model)
     assert not any(k.startswith("attribute_heads") for k in model.state_dict())
     with pytest.raises(ValueError, match="attach_attribute_heads"):
         attribute_loss(model, emb, attributes, known)
@@ -261,3 +261,72 @@ def test_size_is_unknown_only_while_the_object_grows_or_shrinks(trained, frames)
     for i, clip in enumerate(frames["clip"]):
         verb = action_parts(manifest["clips"][int(clip)]["label_text"])[0]
         assert data[i]["known"].tolist() == [True, True, True, verb not in ("growing", "shrinking")]
+
+
+def test_frame_states_are_the_renderers_ground_truth_of_each_frame(trained, frames):
+    from actiondistill.data.synthetic import frame_ground_truth, sample_spec
+    from actiondistill.pretrain.state import STATE_FIELDS, frame_states
+
+    manifest = load_manifest(trained["manifest"])
+    states = frame_states(manifest, frames["clip"], frames["frame"])
+    assert states.shape == (len(frames["frames"]), len(STATE_FIELDS)) and states.dtype == np.float32
+    k = 3
+    entry = manifest["clips"][int(frames["clip"][k])]
+    truth = frame_ground_truth(sample_spec(entry["seed"], entry["label_text"]), manifest["size"], manifest["frames"])
+    t = int(frames["frame"][k])
+    expected = [truth["x"][t], truth["y"][t], np.cos(truth["angle"][t]), np.sin(truth["angle"][t]),
+                8 * truth["radius"][t], float(truth["visible"][t])]
+    np.testing.assert_allclose(states[k], expected, rtol=1e-6, atol=1e-6)
+    data = _dataset(trained, frames, states=states)
+    torch.testing.assert_close(data[k]["state"], torch.from_numpy(states[k]))
+    assert "state" not in _dataset(trained, frames)[k]
+    tampered = {**manifest, "clips": [{**c, "attributes": {**c["attributes"], "shape": "nothing"}}
+                                      for c in manifest["clips"]]}
+    with pytest.raises(ValueError, match="does not reproduce"):
+        frame_states(tampered, frames["clip"][:1], frames["frame"][:1])
+    with pytest.raises(ValueError, match="one row per frame"):
+        _dataset(trained, frames, states=states[:2])
+
+
+def test_state_weight_adds_the_state_heads_regression_loss(trained, frames):
+    from actiondistill.pretrain.objectives import attach_state_head, state_loss
+    from actiondistill.pretrain.state import frame_states
+
+    states = frame_states(load_manifest(trained["manifest"]), frames["clip"], frames["frame"])
+    data = _dataset(trained, frames, states=states)
+    batch = torch.utils.data.default_collate([data[i] for i in range(6)])
+    model = create_backbone("embedded-tiny")
+    head = attach_state_head(model, states.shape[1])
+    image_emb = model.encode_image(batch["image"], normalize=True)
+    expected = torch.nn.functional.smooth_l1_loss(head(image_emb * 256**0.5), batch["state"], beta=0.1)
+    torch.testing.assert_close(state_loss(model, image_emb, batch["state"]), expected)
+    plain, _ = CLIPContrastive()(model, batch, {}, [])
+    loss, metrics = CLIPContrastive(state_weight=2.0)(model, batch, {}, [])
+    torch.testing.assert_close(loss, plain + 2.0 * expected)
+    torch.testing.assert_close(metrics["state"], expected.detach())
+    with pytest.raises(ValueError, match="'state'"):
+        CLIPContrastive(state_weight=1.0)(model, {k: v for k, v in batch.items() if k != "state"}, {}, [])
+    with pytest.raises(ValueError, match="state_weight"):
+        TinyCLIPDistill(state_weight=-1)
+    detach_pretraining_heads(model)
+    assert not any(k.startswith("state_head") for k in model.state_dict())
+    with pytest.raises(ValueError, match="attach_state_head"):
+        state_loss(model, image_emb, batch["state"])
+
+
+def test_cli_state_weight_trains_both_stages_with_the_state_head(trained, monkeypatch, capsys):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(trained["data"]))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main([*CLI_ARGS, "--state-weight", "4", "--json"]) == 0
+    result = json.loads(out.getvalue())
+    assert result["reused"] is False and result["dir"] != trained["cli"]["dir"]
+    report = json.loads(open(result["report"]).read())
+    assert report["config"]["state_weight"] == 4.0
+    for name, path in result["checkpoints"].items():
+        create_backbone(name, pretrained=path)  # strict: the heads were detached before saving
+        record = json.loads(open(os.path.join(result["dir"], f"{name}.json")).read())
+        assert record["history"][0]["state"] > 0
+    capsys.readouterr()
+    assert cli_main([*CLI_ARGS, "--state-weight", "-1"]) == 2
+    assert "--state-weight -1.0: expected 0 (off)" in capsys.readouterr().err

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-clips", type=int, default=0,
                         help="clips rendered only for pretraining, outside the world's splits, added to its "
                         "training frames (default 0: the world's training clips alone)")
+    parser.add_argument("--state-weight", type=float, default=0.0,
+                        help="weight of the pretraining-only state head (the main object's per-frame position, "
+                        "angle, size, visibility; default 0: off, see PretrainConfig.state_weight)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--force", action="store_true", help="train again even when the cache is complete")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -34,7 +37,10 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.extra_clips < 0:
         raise ValueError(f"--extra-clips {args.extra_clips}: expected 0 or a positive integer")
-    cfg = PretrainConfig(seed=args.seed, device=args.device, extra_clips=args.extra_clips)
+    if args.state_weight < 0:
+        raise ValueError(f"--state-weight {args.state_weight}: expected 0 (off) or a positive weight")
+    cfg = PretrainConfig(seed=args.seed, device=args.device, extra_clips=args.extra_clips,
+                         state_weight=args.state_weight)
     stage = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
     for key, value in stage.items():
         if value < 1:

@@ -122,18 +122,22 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
     Items: {"image": float (3, H, W) CLIP-normalised, "caption": str, "attributes": (4,) ids of
     `CAPTION_ATTRIBUTES` in the manifest's vocabularies, "mentions": (4,) bool, which of them the caption names,
     "known": (4,) bool, which of them the frame has a value of (not the size while growing or shrinking), "index":
-    int}. The phrasing is drawn from the templates that fit the frame, seeded by (seed, epoch, index),
-    so an epoch's captions are reproducible and differ between epochs. `jitter` > 0 scales brightness, contrast
-    and saturation by up to that fraction (p 0.8, seeded the same way); never hue, because colour is a label.
+    int}, and "state" (S,) float when `states` (N, S) are given (`pretrain.state.frame_states`). The phrasing is
+    drawn from the templates that fit the frame, seeded by (seed, epoch, index), so an epoch's captions are
+    reproducible and differ between epochs. `jitter` > 0 scales brightness, contrast and saturation by up to that
+    fraction (p 0.8, seeded the same way); never hue, because colour is a label.
     """
 
     def __init__(self, frames: np.ndarray, clips: Sequence[int], manifest: dict[str, Any], seed: int = 0,
-                 jitter: float = 0.0):
+                 jitter: float = 0.0, states: np.ndarray | None = None):
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames: expected uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
         if len(clips) != len(frames):
             raise ValueError(f"clips: {len(clips)} clip indices for {len(frames)} frames")
+        if states is not None and (states.ndim != 2 or len(states) != len(frames)):
+            raise ValueError(f"states: expected ({len(frames)}, S), one row per frame, got {states.shape}")
         self.frames = frames
+        self.states = None if states is None else torch.as_tensor(states, dtype=torch.float32)
         self.seed = seed
         self.epoch = 0
         self.vocab = {key: list(manifest["attributes"][key]) for key in CAPTION_ATTRIBUTES}
@@ -171,6 +175,9 @@ class FrameCaptionDataset(torch.utils.data.Dataset):
                 [self.seed, self.epoch, index, 1]).generate_state(1)[0]))
             image = self.jitter(image, generator)
         named = template_attributes(template)
-        return {"image": self.normalize(image), "caption": text, "attributes": self.attributes[index],
+        item = {"image": self.normalize(image), "caption": text, "attributes": self.attributes[index],
                 "mentions": torch.tensor([key in named for key in CAPTION_ATTRIBUTES]),
                 "known": self.known[index], "index": index}
+        if self.states is not None:
+            item["state"] = self.states[index]
+        return item

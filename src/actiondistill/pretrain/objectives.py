@@ -17,8 +17,12 @@ value's prompt does not break that symmetry (9%). Free heads on the image embedd
 attribute and trained with cross-entropy on the attribute the caption was written from, do. The image tower
 separates the values and the text tower follows through the contrastive loss. A linear colour head gave 55%
 zero-shot colour in the same 300 steps; the default `pretrain-clip` recipe, with cosine heads on all four caption
-attributes, gives 42%. `attach_attribute_heads` adds them to the CLIP for pretraining; `detach_attribute_heads`
+attributes, gives 42%. `attach_attribute_heads` adds them to the CLIP for pretraining; `detach_pretraining_heads`
 removes them before the weights are saved, so zero-shot recognition still goes through text alone.
+
+State head. Optional (`state_weight` > 0): a linear head regressing the main object's per-frame state
+(`pretrain.state`) from the image embedding, so that the embedding keeps where the object is, which the actions
+need. Like the attribute heads it is pretraining-only; `detach_pretraining_heads` removes both.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from actiondistill.engine.teachers import Teacher
 from actiondistill.losses import affinity_mimicking_loss, clip_infonce, clip_logits
 
 POSITIVES = ("matching", "pairs")
-#: Where the pretraining-only attribute heads live on the CLIP while it trains.
+#: Where the pretraining-only heads live on the CLIP while it trains.
 HEADS_ATTRIBUTE = "attribute_heads"
+STATE_HEAD_ATTRIBUTE = "state_head"
 #: CLIP caps its learned temperature at 100: a larger multiplier only sharpens the softmax into instability.
 MAX_LOGIT_SCALE = 100.0
 
@@ -103,10 +108,18 @@ def attach_attribute_heads(model: nn.Module, classes: Sequence[int]) -> nn.Modul
     return heads
 
 
-def detach_attribute_heads(model: nn.Module) -> None:
-    """Remove the heads (if any), leaving a plain CLIP whose state dict `create_backbone` loads strictly."""
-    if hasattr(model, HEADS_ATTRIBUTE):
-        delattr(model, HEADS_ATTRIBUTE)
+def attach_state_head(model: nn.Module, outputs: int) -> nn.Linear:
+    """Add a linear regression head with `outputs` values on the image embedding; returns it."""
+    head = nn.Linear(int(model.visual.output_dim), outputs)
+    setattr(model, STATE_HEAD_ATTRIBUTE, head)
+    return head
+
+
+def detach_pretraining_heads(model: nn.Module) -> None:
+    """Remove the attribute and state heads (if any), leaving a plain CLIP that `create_backbone` loads strictly."""
+    for name in (HEADS_ATTRIBUTE, STATE_HEAD_ATTRIBUTE):
+        if hasattr(model, name):
+            delattr(model, name)
 
 
 def attribute_loss(model: nn.Module, image_emb: Tensor, attributes: Tensor, known: Tensor) -> Tensor:
@@ -127,26 +140,56 @@ def attribute_loss(model: nn.Module, image_emb: Tensor, attributes: Tensor, know
     return torch.stack(losses).sum()
 
 
+def state_loss(model: nn.Module, image_emb: Tensor, state: Tensor) -> Tensor:
+    """Smooth L1 (beta 0.1) between the state head's output and the frames' state, averaged over values.
+
+    The head reads the unit-norm embedding times sqrt(D), whose entries are of order 1 like the targets, so it does
+    not first have to grow its weights by that factor.
+
+    Args:
+        image_emb: (B, D) unit-norm image embeddings; state: (B, S) targets (`pretrain.state.frame_states`).
+    """
+    head = getattr(unwrap_model(model), STATE_HEAD_ATTRIBUTE, None)
+    if head is None or head.out_features != state.shape[1]:
+        raise ValueError(f"state loss: expected a head with {state.shape[1]} outputs from attach_state_head on the "
+                         "model being trained")
+    return F.smooth_l1_loss(head(image_emb * image_emb.shape[1] ** 0.5), state, beta=0.1)
+
+
 def _check_positives(positives: str) -> str:
     if positives not in POSITIVES:
         raise ValueError(f"positives={positives!r}: expected one of {POSITIVES}")
     return positives
 
 
-def _check_weight(weight: float) -> float:
+def _check_weight(weight: float, name: str) -> float:
     if weight < 0:
-        raise ValueError(f"attribute_weight={weight}: expected 0 (off) or a positive weight")
+        raise ValueError(f"{name}={weight}: expected 0 (off) or a positive weight")
     return float(weight)
 
 
-def _with_attribute_loss(loss: Tensor, metrics: dict[str, Any], weight: float, model: nn.Module, image_emb: Tensor,
-                         batch: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-    """(loss + weight * `attribute_loss`, the metrics with "loss" and "attribute"); the loss alone at weight 0."""
-    if weight:
-        attr = attribute_loss(model, image_emb, batch["attributes"], batch["known"])
-        loss = loss + weight * attr
-        metrics = {**metrics, "attribute": attr.detach()}
-    return loss, {"loss": loss.detach(), **metrics}
+class _HeadLosses:
+    """The pretraining heads' terms both objectives add: `attribute_weight` x attribute loss, `state_weight` x state
+    loss (each skipped at weight 0)."""
+
+    def __init__(self, attribute_weight: float, state_weight: float):
+        self.attribute_weight = _check_weight(attribute_weight, "attribute_weight")
+        self.state_weight = _check_weight(state_weight, "state_weight")
+
+    def add(self, loss: Tensor, metrics: dict[str, Any], model: nn.Module, image_emb: Tensor,
+            batch: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """(loss plus the weighted head losses, the metrics with "loss" and each head's unweighted loss)."""
+        if self.attribute_weight:
+            attr = attribute_loss(model, image_emb, batch["attributes"], batch["known"])
+            loss = loss + self.attribute_weight * attr
+            metrics = {**metrics, "attribute": attr.detach()}
+        if self.state_weight:
+            if "state" not in batch:
+                raise ValueError("state_weight > 0 needs batches with a 'state' (FrameCaptionDataset(states=...))")
+            state = state_loss(model, image_emb, batch["state"])
+            loss = loss + self.state_weight * state
+            metrics = {**metrics, "state": state.detach()}
+        return loss, {"loss": loss.detach(), **metrics}
 
 
 def _match_accuracy(image_emb: Tensor, text_emb: Tensor, matches: Tensor) -> Tensor:
@@ -167,12 +210,13 @@ def _student_forward(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, T
 class CLIPContrastive:
     """CLIP pretraining from (frame, caption) batches: InfoNCE with the model's learnable logit scale.
 
-    `attribute_weight` > 0 adds that multiple of `attribute_loss` (the model needs `attach_attribute_heads`).
+    `attribute_weight` > 0 adds that multiple of `attribute_loss` (the model needs `attach_attribute_heads`),
+    `state_weight` > 0 that multiple of `state_loss` (`attach_state_head`).
     """
 
-    def __init__(self, positives: str = "matching", attribute_weight: float = 0.0):
+    def __init__(self, positives: str = "matching", attribute_weight: float = 0.0, state_weight: float = 0.0):
         self.positives = _check_positives(positives)
-        self.attribute_weight = _check_weight(attribute_weight)
+        self.heads = _HeadLosses(attribute_weight, state_weight)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
                  labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
@@ -182,7 +226,7 @@ class CLIPContrastive:
         else:
             loss = matching_infonce(image_emb, text_emb, scale, matches)
         metrics = {"acc": _match_accuracy(image_emb, text_emb, matches), "logit_scale": scale.detach()}
-        return _with_attribute_loss(loss, metrics, self.attribute_weight, model, image_emb, batch)
+        return self.heads.add(loss, metrics, model, image_emb, batch)
 
 
 @register_objective("tinyclip_distill")
@@ -191,17 +235,18 @@ class TinyCLIPDistill:
 
     loss = blend * affinity_mimicking(student, teacher) + (1 - blend) * contrastive(student), which with
     `positives="pairs"` is `tinyclip_loss`; the teacher (the `teacher` entry of the Trainer's teachers, an
-    open_clip CLIP) encodes the same frames and captions. `attribute_weight` adds the student's `attribute_loss`.
+    open_clip CLIP) encodes the same frames and captions. `attribute_weight` and `state_weight` add the student's
+    head losses, as in `CLIPContrastive`.
     """
 
     def __init__(self, blend: float = 0.5, positives: str = "matching", teacher: str = "teacher",
-                 attribute_weight: float = 0.0):
+                 attribute_weight: float = 0.0, state_weight: float = 0.0):
         if not 0.0 <= blend <= 1.0:
             raise ValueError(f"blend={blend}: expected a value in [0, 1]")
         self.blend = blend
         self.positives = _check_positives(positives)
         self.teacher = teacher
-        self.attribute_weight = _check_weight(attribute_weight)
+        self.heads = _HeadLosses(attribute_weight, state_weight)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], teachers: Mapping[str, Teacher],
                  labels_text: Sequence[str]) -> tuple[Tensor, dict[str, Any]]:
@@ -223,4 +268,4 @@ class TinyCLIPDistill:
         loss = self.blend * mimic + (1.0 - self.blend) * contrast
         metrics = {"mimic": mimic.detach(), "contrast": contrast.detach(),
                    "acc": _match_accuracy(s_img, s_txt, matches), "logit_scale": s_scale.detach()}
-        return _with_attribute_loss(loss, metrics, self.attribute_weight, model, s_img, batch)
+        return self.heads.add(loss, metrics, model, s_img, batch)

@@ -59,6 +59,12 @@ class PretrainConfig:
     why: see `pretrain.objectives`), in both stages; 0 is plain contrastive pretraining.
     The base stage uses batch 32: the same frames in 4x the updates, which the attribute heads need (in 66
     updates at batch 128 they left zero-shot colour at chance).
+    `state_weight`: weight of the pretraining-only state head (`pretrain.state`: regression of the main object's
+    per-frame position, stripe angle, size and visibility, a privileged target standing in for the spatial knowledge
+    of a web-scale CLIP), in both stages; 0 (the default) leaves it out. Off by default because on this CPU budget it
+    does not help: no ViT tower learns where the object is in a few hundred steps even when trained on the state
+    directly (`benchmarks/bench_frame_encoders.py`); it is the knob for long (GPU) pretraining runs, with e.g. 4,
+    the benchmark's weight.
     `extra_clips`: clips rendered only for pretraining (`pool.render_pool`, outside the world's splits), whose
     `frames_per_clip` frames are added to the training pairs; 0 trains on the world's training clips alone.
     """
@@ -70,6 +76,7 @@ class PretrainConfig:
     blend: float = 0.5
     jitter: float = 0.0
     attribute_weight: float = 1.0
+    state_weight: float = 0.0
     extra_clips: int = 0
     base: StageConfig = field(default_factory=lambda: StageConfig(batch_size=32))
     tiny: StageConfig = field(default_factory=StageConfig)
@@ -142,6 +149,7 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
     from actiondistill.models import create_backbone
     from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames
     from actiondistill.pretrain.pool import cached_pool, with_pool
+    from actiondistill.pretrain.state import frame_states
     from actiondistill.pretrain.zeroshot import zero_shot_accuracy
 
     manifest = load_manifest(manifest_path)
@@ -152,14 +160,16 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
                           progress)
     heldout = cached_frames(out / "frames-heldout.npz", manifest_path, list(HELDOUT_SPLITS),
                             cfg.eval_frames_per_clip, cfg.workers, progress)
-    frames, clips, pairs_manifest = train["frames"], train["clip"], manifest
+    frames, clips, frame_index, pairs_manifest = train["frames"], train["clip"], train["frame"], manifest
     if cfg.extra_clips:
         pool = cached_pool(out / "frames-pool.npz", manifest, cfg.extra_clips, cfg.frames_per_clip, cfg.workers,
                            progress)
         pairs_manifest, pool_clips = with_pool(manifest, pool)
         frames, clips = np.concatenate([frames, pool["frames"]]), np.concatenate([clips, pool_clips])
+        frame_index = np.concatenate([frame_index, pool["frame"]])
     decode_seconds = time.perf_counter() - started
-    dataset = FrameCaptionDataset(frames, clips, pairs_manifest, seed=cfg.seed, jitter=cfg.jitter)
+    states = frame_states(pairs_manifest, clips, frame_index) if cfg.state_weight else None
+    dataset = FrameCaptionDataset(frames, clips, pairs_manifest, seed=cfg.seed, jitter=cfg.jitter, states=states)
     stages = {name: _run_stage(name, out, dataset, cfg, progress) for name in STAGES}
 
     started = time.perf_counter()
@@ -221,7 +231,12 @@ def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress
     from actiondistill.engine.seeding import seed_everything
     from actiondistill.models import create_backbone, save_weights
     from actiondistill.pretrain.frames import CAPTION_ATTRIBUTES
-    from actiondistill.pretrain.objectives import attach_attribute_heads, detach_attribute_heads  # and registers
+    from actiondistill.pretrain.objectives import (  # and registers the objectives
+        attach_attribute_heads,
+        attach_state_head,
+        detach_pretraining_heads,
+    )
+    from actiondistill.pretrain.state import STATE_FIELDS
     from actiondistill.train import Trainer
 
     weights, record_path = out / f"{name}.pt", out / f"{name}.json"
@@ -230,7 +245,8 @@ def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress
     started = time.perf_counter()
     seed_everything(cfg.seed)
     record: dict[str, Any] = {}
-    kwargs = {"positives": cfg.positives, "attribute_weight": cfg.attribute_weight}
+    kwargs = {"positives": cfg.positives, "attribute_weight": cfg.attribute_weight,
+              "state_weight": cfg.state_weight}
     if name == "embedded-base":
         model, teachers = create_backbone(name), {}
         tcfg = _train_config(name, out, cfg, cfg.base, "clip_contrastive", kwargs)
@@ -242,9 +258,11 @@ def _run_stage(name: str, out: Path, dataset: Any, cfg: PretrainConfig, progress
         tcfg = _train_config(name, out, cfg, cfg.tiny, "tinyclip_distill", {"blend": cfg.blend, **kwargs})
     if cfg.attribute_weight:
         attach_attribute_heads(model, [len(dataset.vocab[key]) for key in CAPTION_ATTRIBUTES])
+    if cfg.state_weight:
+        attach_state_head(model, len(STATE_FIELDS))
     trainer = Trainer(tcfg, model.train(), dataset, objective=None, teachers=teachers, progress=progress)
     trainer.fit(resume=True)
-    detach_attribute_heads(model)  # pretraining-only: the saved CLIP is a plain open_clip model
+    detach_pretraining_heads(model)  # pretraining-only: the saved CLIP is a plain open_clip model
     epochs = [h for h in trainer.history if h["split"] == "train"]
     record.update({
         "train_seconds": round(sum(h["time_s"] for h in epochs), 2), "epochs": len(epochs),
