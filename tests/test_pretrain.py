@@ -315,18 +315,25 @@ def test_state_weight_adds_the_state_heads_regression_loss(trained, frames):
 
 
 def test_cli_state_weight_trains_both_stages_with_the_state_head(trained, monkeypatch, capsys):
+    def records(result):
+        report = json.loads(open(result["report"]).read())
+        for name, path in result["checkpoints"].items():
+            create_backbone(name, pretrained=path)  # strict: the heads were detached before saving
+        return report, [json.loads(open(os.path.join(result["dir"], f"{name}.json")).read())
+                        for name in result["checkpoints"]]
+
+    report, stages = records(trained["cli"])  # the default recipe: no state head
+    assert report["config"]["state_weight"] == PretrainConfig().state_weight == 0.0
+    assert not any("state" in stage["history"][0] for stage in stages)
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(trained["data"]))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert cli_main([*CLI_ARGS, "--state-weight", "4", "--json"]) == 0
     result = json.loads(out.getvalue())
     assert result["reused"] is False and result["dir"] != trained["cli"]["dir"]
-    report = json.loads(open(result["report"]).read())
+    report, stages = records(result)
     assert report["config"]["state_weight"] == 4.0
-    for name, path in result["checkpoints"].items():
-        create_backbone(name, pretrained=path)  # strict: the heads were detached before saving
-        record = json.loads(open(os.path.join(result["dir"], f"{name}.json")).read())
-        assert record["history"][0]["state"] > 0
+    assert all(stage["history"][0]["state"] > 0 for stage in stages)
     capsys.readouterr()
     assert cli_main([*CLI_ARGS, "--state-weight", "-1"]) == 2
     assert "--state-weight -1.0: expected 0 (off)" in capsys.readouterr().err
