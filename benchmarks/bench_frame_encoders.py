@@ -87,7 +87,6 @@ def world_clips(videos: int) -> dict:
             "classes": manifest["num_seen_classes"]}
 
 
-@torch.no_grad()
 def action_accuracy(encoder: nn.Module, world: dict, device: torch.device, seeds: int = 3) -> list[float]:
     """Test top-1 % of the world-ceiling MLP on the frozen encoder's embeddings of each clip's frames, per seed."""
     from bench_world_ceiling import probe_accuracy
@@ -96,12 +95,12 @@ def action_accuracy(encoder: nn.Module, world: dict, device: torch.device, seeds
 
     encoder.eval()
     frames = world["frames"]
-    embedded = torch.cat([encoder(frames_to_images(frames[i:i + 256]).to(device)).float().cpu()
-                          for i in range(0, len(frames), 256)]).view(-1, ACTION_FRAMES, EMBED)
+    with torch.no_grad():
+        embedded = torch.cat([encoder(frames_to_images(frames[i:i + 256]).to(device)).float().cpu()
+                              for i in range(0, len(frames), 256)]).view(-1, ACTION_FRAMES, EMBED)
     labels, train, test = world["labels"], world["train"], world["test"]
-    with torch.enable_grad():
-        return [round(probe_accuracy(embedded[train], labels[train], embedded[test], labels[test], world["classes"],
-                                     seed, epochs=600)["test"], 2) for seed in range(seeds)]
+    return [round(probe_accuracy(embedded[train], labels[train], embedded[test], labels[test], world["classes"],
+                                 seed, epochs=600)["test"], 2) for seed in range(seeds)]
 
 
 def conv_stem(width: int = EMBED, channels: tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:

@@ -37,17 +37,12 @@ FRAMES = 8  # frames per clip the classifier sees, as the book's models
 
 def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> torch.Tensor:
     """(clips, FRAMES, 10): x, y, cos, sin of the stripe angle, 8 x radius, visible, tree (x, y), house (x, y)."""
-    from actiondistill.data.synthetic import frame_ground_truth, sample_spec
+    from actiondistill.pretrain.state import clip_ground_truth, state_array
 
     rows = []
     for i in clips:
-        clip = manifest["clips"][i]
-        spec = sample_spec(clip["seed"], clip["label_text"])
-        if spec.attributes() != clip["attributes"]:
-            raise ValueError(f"clip {clip['path']}: its seed does not reproduce the manifest's attributes")
-        truth = frame_ground_truth(spec, manifest["size"], manifest["frames"])
-        state = np.stack([truth["x"], truth["y"], np.cos(truth["angle"]), np.sin(truth["angle"]),
-                          8.0 * truth["radius"], truth["visible"].astype(float)], axis=1)
+        truth = clip_ground_truth(manifest, i)
+        state = state_array(truth)
         rows.append(np.concatenate([state, truth["landmarks"].reshape(len(state), 4)], axis=1)[indices])
     return torch.tensor(np.stack(rows), dtype=torch.float32)
 

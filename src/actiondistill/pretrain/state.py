@@ -34,26 +34,31 @@ def frame_states(manifest: dict[str, Any], clips: Sequence[int], frames: Sequenc
     for k, (clip, frame) in enumerate(zip(clips, frames, strict=True)):
         clip = int(clip)
         if clip not in tracks:
-            tracks[clip] = _clip_track(manifest, clip)
+            tracks[clip] = state_array(clip_ground_truth(manifest, clip))
         if not 0 <= int(frame) < len(tracks[clip]):
             raise ValueError(f"frame states: frame {int(frame)} of clip {clip}; expected 0..{len(tracks[clip]) - 1}")
         states[k] = tracks[clip][int(frame)]
     return states
 
 
-def _clip_track(manifest: dict[str, Any], clip: int) -> np.ndarray:
-    """(frames, len(STATE_FIELDS)) state of every frame of one clip."""
+def clip_ground_truth(manifest: dict[str, Any], clip: int) -> dict[str, np.ndarray]:
+    """`frame_ground_truth` of manifest clip `clip`, its spec rebuilt from its seed and checked against the manifest."""
     from actiondistill.data.synthetic import frame_ground_truth, sample_spec
 
     entry = manifest["clips"][clip]
+    name = entry.get("path", clip)
     if "seed" not in entry:
-        raise ValueError(f"frame states: clip {entry.get('path', clip)} has no seed; the state head needs a "
-                         "SynthActions world (its clips are rebuilt from their seeds)")
+        raise ValueError(f"clip {name} has no seed; its ground truth needs a SynthActions world (its clips are "
+                         "rebuilt from their seeds)")
     spec = sample_spec(entry["seed"], entry["label_text"])
     if spec.attributes() != entry["attributes"]:
-        raise ValueError(f"frame states: clip {entry.get('path', clip)}: its seed does not reproduce the recorded "
-                         "attributes (a world made by another version of the generator)")
-    truth = frame_ground_truth(spec, manifest["size"], manifest["frames"])
+        raise ValueError(f"clip {name}: its seed does not reproduce the recorded attributes (a world made by another "
+                         "version of the generator)")
+    return frame_ground_truth(spec, manifest["size"], manifest["frames"])
+
+
+def state_array(truth: dict[str, np.ndarray]) -> np.ndarray:
+    """(frames, len(STATE_FIELDS)) float32 state of every frame, from a clip's `frame_ground_truth`."""
     angle = truth["angle"]
     return np.stack([truth["x"], truth["y"], np.cos(angle), np.sin(angle), 8.0 * truth["radius"],
                      truth["visible"].astype(float)], axis=1).astype(np.float32)
