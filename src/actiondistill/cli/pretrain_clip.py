@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame size of the world in pixels (default 64)")
     parser.add_argument("--frames", type=int, default=32, help="frames per clip of the world (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the training (default 0)")
+    parser.add_argument("--world", default="standard", choices=["standard", "hard"],
+                        help="the world's difficulty preset when --manifest is not given (default standard)")
     parser.add_argument("--manifest", type=Path, default=None,
                         help="use this manifest.json instead of the world given by --videos/--size/--frames/--seed")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of both stages (default: the recipe's)")
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> dict:
     else:
         from actiondistill.data.sources import synthactions_manifest
 
-        manifest = synthactions_manifest(args.videos, args.size, args.frames, args.seed, progress=not args.no_progress)
+        manifest = synthactions_manifest(args.videos, args.size, args.frames, args.seed, progress=not args.no_progress,
+                                         world=args.world)
     result = ensure_embedded_clips(manifest, cfg, progress=not args.no_progress, force=args.force)
     report = result["report"]
     return {

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=32, help="frames per clip (default 32)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate of the files (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--world", default="standard", choices=["standard", "hard"],
+                        help="difficulty preset: 'standard' (a salient actor, the book's world) or 'hard' (the first "
+                             "world: a small actor among distractors of its size); default standard")
     parser.add_argument("--zeroshot-fraction", type=float, default=0.15,
                         help="fraction of clips from held-out compositions, split 'zeroshot' (default 0.15)")
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: CPU count)")
@@ -29,12 +32,13 @@ def run(args: argparse.Namespace) -> dict:
     reused = sum((args.out / clip_path(i)).is_file() for i in range(max(args.videos, 0)))
     start = time.perf_counter()
     manifest = generate(args.out, args.videos, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,
-                        zeroshot_fraction=args.zeroshot_fraction, workers=args.workers, progress=not args.no_progress)
+                        world=args.world, zeroshot_fraction=args.zeroshot_fraction, workers=args.workers, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     counts = Counter(clip["split"] for clip in manifest["clips"])
     return {
         "out": str(args.out),
         "manifest": str(args.out / MANIFEST),
+        "world": manifest["world"],
         "clips": len(manifest["clips"]),
         "reused": reused,
         "splits": {split: counts.get(split, 0) for split in SPLITS},
@@ -48,6 +52,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def format_text(result: dict) -> str:
     splits = ", ".join(f"{k} {v}" for k, v in result["splits"].items())
-    return (f"wrote {result['clips']} clips ({splits}) of {result['classes']} classes "
+    return (f"wrote {result['clips']} {result['world']}-world clips ({splits}) of {result['classes']} classes "
             f"({result['zeroshot_classes']} held out) to {result['manifest']}, {result['reused']} reused, "
             f"in {result['seconds']:.1f} s ({result['clips_per_minute']:.0f} clips/min)")

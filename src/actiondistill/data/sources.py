@@ -13,20 +13,22 @@ from actiondistill.paths import data_dir
 REAL_DATASETS = ("hmdb51", "ucf101")
 
 
-def synthactions_dir(videos: int, size: int, frames: int, seed: int = 0, root: Path | None = None) -> Path:
-    """The cache folder of one generated world; its name records the generation parameters."""
-    return (root or data_dir() / "synthactions") / f"n{videos}_s{size}_f{frames}_seed{seed}"
+def synthactions_dir(videos: int, size: int, frames: int, seed: int = 0, root: Path | None = None,
+                     world: str = "standard") -> Path:
+    """The cache folder of one generated world; its name records the generation parameters and the preset."""
+    return (root or data_dir() / "synthactions") / f"{world}_n{videos}_s{size}_f{frames}_seed{seed}"
 
 
 def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: int = 0, progress: bool = True,
-                          root: Path | None = None) -> Path:
-    """Generate the synthetic world once (resuming an interrupted generation) and return its manifest path."""
-    from actiondistill.data.synthetic import generate
+                          root: Path | None = None, world: str = "standard") -> Path:
+    """Generate the synthetic world of preset `world` once (resuming an interrupted one); return its manifest path."""
+    from actiondistill.data.synthetic import generate, world_preset
 
-    out = synthactions_dir(videos, size, frames, seed, root)
+    world_preset(world)
+    out = synthactions_dir(videos, size, frames, seed, root, world)
     manifest = out / "manifest.json"
     if not manifest.is_file():
-        generate(out, videos=videos, size=size, frames=frames, seed=seed, progress=progress)
+        generate(out, videos=videos, size=size, frames=frames, seed=seed, progress=progress, world=world)
     return manifest
 
 

@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from actiondistill.data.synth_world import COLOURS, RADIUS, ClipSpec
+from actiondistill.data.synth_world import COLOURS, PRESETS, ClipSpec
 
 _SHIFT = 4  # cv2 fixed-point bits: coordinates are given in 1/16 pixel
 _HAND = (25, 25, 25)  # the dark stripe that makes the main object's orientation (and so spinning) visible
@@ -138,7 +138,7 @@ def _main_track(spec: ClipSpec, s: np.ndarray, shake: np.ndarray):
         y = y + spec.zigzag.amplitude * triangle * spec.zigzag_axis[1]
     x, y = x + shake[:, 0], y + shake[:, 1]
     angle = spec.angle + spec.spin * s
-    radius = RADIUS[spec.size] * np.exp(spec.scale + spec.growth * s)
+    radius = spec.radius * np.exp(spec.scale + spec.growth * s)
     visible = np.ones(len(s), bool)
     if spec.blink.amplitude:
         visible = np.cos(spec.blink.phase + spec.blink.rate * s) <= 1.0 - 2.0 * spec.blink.amplitude
@@ -170,6 +170,7 @@ def _draw_bar(canvas, occluder: dict, t: int, size: int, pad: int, canvas_size: 
 
 def _distractors(rng: np.random.Generator, spec: ClipSpec, s: np.ndarray) -> list[dict]:
     """Other shapes in other colours, still or drifting and turning; some pass in front of the main object."""
+    preset = PRESETS[spec.world]
     colours = [c for c in COLOURS if c != spec.colour]
     shapes = list(_SHAPES)
     out = []
@@ -177,14 +178,14 @@ def _distractors(rng: np.random.Generator, spec: ClipSpec, s: np.ndarray) -> lis
         colour = COLOURS[colours[rng.integers(len(colours))]]
         pos = rng.uniform(0.1, 0.9, size=2)
         heading = rng.uniform(0.0, 2.0 * math.pi)
-        speed = rng.uniform(0.05, 0.2) if rng.random() < 0.6 else 0.0
+        speed = rng.uniform(*preset.distractor_speed) if rng.random() < preset.distractor_moving else 0.0
         velocity = speed * np.array([math.cos(heading), math.sin(heading)])
         room = np.minimum(pos - 0.06, 0.94 - pos)
         velocity *= min(1.0, float(np.min(room / np.maximum(np.abs(velocity), 1e-9))))
         angle, spin = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(-1.5, 1.5)
         out.append({
             "shape": shapes[rng.integers(len(shapes))], "colour": colour,
-            "rim": tuple(int(0.45 * c) for c in colour), "radius": float(rng.uniform(0.04, 0.065)),
+            "rim": tuple(int(0.45 * c) for c in colour), "radius": float(rng.uniform(*preset.distractor_radius)),
             "x": pos[0] + velocity[0] * s, "y": pos[1] + velocity[1] * s, "angle": angle + spin * s,
             "front": bool(rng.random() < 0.3),
         })

@@ -18,6 +18,8 @@ from actiondistill.data.synth_render import frame_ground_truth, render_clip
 from actiondistill.data.synth_world import (
     ATTRIBUTES,
     COLOURS,
+    DEFAULT_WORLD,
+    PRESETS,
     ClipSpec,
     Wave,
     action_classes,
@@ -26,15 +28,16 @@ from actiondistill.data.synth_world import (
     reverse_action,
     reversed_spec,
     sample_spec,
+    world_preset,
     zeroshot_classes,
 )
 from actiondistill.io import atomic_write_json, read_json
 from actiondistill.parallel import map_jobs
 
 __all__ = [
-    "ATTRIBUTES", "COLOURS", "ENCODER_OPTIONS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
-    "caption", "clip_path", "clip_seed", "frame_ground_truth", "generate", "load_manifest", "render_clip",
-    "reverse_action", "reversed_spec", "sample_spec", "zeroshot_classes",
+    "ATTRIBUTES", "COLOURS", "DEFAULT_WORLD", "ENCODER_OPTIONS", "PRESETS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
+    "caption", "clip_path", "clip_seed", "clip_spec", "frame_ground_truth", "generate", "load_manifest", "render_clip",
+    "manifest_world", "reverse_action", "reversed_spec", "sample_spec", "world_preset", "zeroshot_classes",
 ]  # fmt: skip
 
 SPLITS = ("train", "val", "test", "zeroshot")
@@ -66,26 +69,28 @@ def generate(
     zeroshot_fraction: float = 0.15,
     workers: int | None = None,
     progress: bool = True,
+    world: str = DEFAULT_WORLD,
 ) -> dict:
-    """Render `videos` clips into `out_dir/videos/*.mp4` and write `out_dir/manifest.json`; return the manifest.
+    """Render `videos` clips of the `world` preset into `out_dir/videos/*.mp4` and write `out_dir/manifest.json`.
 
-    Clip files already present are reused (they are deterministic); `generation.json` records the
+    Returns the manifest, which records the preset (so every cache keyed by the manifest's bytes is keyed by it). Clip files already present are reused (they are deterministic); `generation.json` records the
     arguments so that a folder is never resumed with different ones.
     """
     _check_arguments(videos, size, frames, fps, seed, splits, zeroshot_fraction)
+    world_preset(world)
     out = Path(out_dir)
-    params = {"videos": videos, "size": size, "frames": frames, "fps": fps, "seed": seed,
+    params = {"videos": videos, "size": size, "frames": frames, "fps": fps, "seed": seed, "world": world,
               "splits": list(splits), "zeroshot_fraction": zeroshot_fraction, "generator": "synthactions", "version": 1}
     _claim_folder(out, params)
     classes = action_classes()
     plan = _plan(videos, seed, splits, zeroshot_fraction)
-    specs = [sample_spec(clip_seed(seed, i), classes[label]) for i, (label, _) in enumerate(plan)]
+    specs = [sample_spec(clip_seed(seed, i), classes[label], world) for i, (label, _) in enumerate(plan)]
     paths = [clip_path(i) for i in range(videos)]
     todo = [(spec, size, frames, fps, str(out / path)) for spec, path in zip(specs, paths, strict=True)
             if not (out / path).is_file()]
     _render_all(todo, workers or os.cpu_count() or 1, progress)
     manifest = {
-        "version": 1, "generator": "synthactions", "seed": seed, "size": size, "frames": frames, "fps": fps,
+        "version": 1, "generator": "synthactions", "world": world, "seed": seed, "size": size, "frames": frames, "fps": fps,
         "classes": classes, "num_seen_classes": len(classes) - len(zeroshot_classes()),
         "zeroshot_classes": zeroshot_classes(), "attributes": {key: list(values) for key, values in ATTRIBUTES.items()},
         "clips": [
@@ -96,6 +101,16 @@ def generate(
     }
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def manifest_world(manifest: dict) -> str:
+    """The preset a manifest's clips were drawn from; manifests older than presets hold the first world, `hard`."""
+    return manifest.get("world", "hard")
+
+
+def clip_spec(manifest: dict, entry: dict) -> ClipSpec:
+    """The spec of a manifest entry, rebuilt from its seed, label and the manifest's preset."""
+    return sample_spec(entry["seed"], entry["label_text"], manifest_world(manifest))
 
 
 def load_manifest(path_or_dir: str | os.PathLike) -> dict:
@@ -116,6 +131,8 @@ def load_manifest(path_or_dir: str | os.PathLike) -> dict:
             fail(f"field {key!r} is missing or not a {kind.__name__}")
     if manifest["generator"] != "synthactions" or manifest["version"] != 1:
         fail(f"generator {manifest['generator']!r} version {manifest['version']!r} is not synthactions version 1")
+    if manifest_world(manifest) not in PRESETS:
+        fail(f"world {manifest['world']!r} is not one of the presets {sorted(PRESETS)}")
     classes, seen = manifest["classes"], manifest["num_seen_classes"]
     if not 0 < seen <= len(classes) or manifest["zeroshot_classes"] != classes[seen:]:
         fail("zeroshot_classes must be the classes after the first num_seen_classes")

@@ -38,25 +38,25 @@ def pool_seed(world_seed: int, index: int) -> int:
 
 def pool_clips(manifest: dict[str, Any], count: int) -> list[dict[str, Any]]:
     """Manifest-style entries of `count` pool clips, labels cycling over the seen classes."""
-    from actiondistill.data.synthetic import caption, sample_spec
+    from actiondistill.data.synthetic import caption, manifest_world, sample_spec
 
     seen = manifest["classes"][: manifest["num_seen_classes"]]
     entries = []
     for j in range(count):
-        spec = sample_spec(pool_seed(manifest["seed"], j), seen[j % len(seen)])
+        spec = sample_spec(pool_seed(manifest["seed"], j), seen[j % len(seen)], manifest_world(manifest))
         entries.append({"label": j % len(seen), "label_text": spec.label, "caption": caption(spec),
                         "attributes": spec.attributes(), "split": POOL_SPLIT, "seed": spec.seed})
     return entries
 
 
-def _render_decode(job: tuple[dict[str, Any], int, int, int, list[int]]) -> np.ndarray:
+def _render_decode(job: tuple[dict[str, Any], dict[str, Any], list[int]]) -> np.ndarray:
     """Frames `indices` of one pool clip after an H.264 round trip with the world's encoder options."""
     from actiondistill.data.encode import write_video
-    from actiondistill.data.synthetic import ENCODER_OPTIONS, render_clip, sample_spec
+    from actiondistill.data.synthetic import ENCODER_OPTIONS, clip_spec, render_clip
     from actiondistill.data.video import open_video
 
-    entry, size, frames, fps, indices = job
-    video = render_clip(sample_spec(entry["seed"], entry["label_text"]), size, frames)
+    manifest, entry, indices = job
+    video = render_clip(clip_spec(manifest, entry), manifest["size"], manifest["frames"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
         write_video(path, video, fps=fps, options=ENCODER_OPTIONS)
@@ -71,13 +71,15 @@ def render_pool(manifest: dict[str, Any], count: int, per_clip: int, workers: in
     Returns {"frames": uint8 (N, H, W, 3), "pool_clip": (N,) index into "clips", "frame": (N,) frame index,
     "clips": the manifest-style entries}.
     """
+    from actiondistill.data.synthetic import manifest_world
     from actiondistill.pretrain.frames import frame_indices
 
     if count < 1:
         raise ValueError(f"pool clips: {count}; expected at least 1")
     clips = pool_clips(manifest, count)
     indices = frame_indices(manifest["frames"], per_clip)
-    jobs = [(entry, manifest["size"], manifest["frames"], manifest["fps"], indices) for entry in clips]
+    header = {key: manifest[key] for key in ("size", "frames", "fps")} | {"world": manifest_world(manifest)}
+    jobs = [(header, entry, indices) for entry in clips]
     bar = tqdm(total=len(jobs), desc="render pool", unit="clip", disable=not progress)
     parts = map_jobs(_render_decode, jobs, workers or os.cpu_count() or 1, bar)
     bar.close()
@@ -88,7 +90,9 @@ def render_pool(manifest: dict[str, Any], count: int, per_clip: int, workers: in
 def cached_pool(cache: str | os.PathLike, manifest: dict[str, Any], count: int, per_clip: int,
                 workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """`render_pool`, read from the .npz file `cache` when it was made for the same world, count and frames."""
-    stamp = {"world_seed": manifest["seed"], "size": manifest["size"], "frames": manifest["frames"],
+    from actiondistill.data.synthetic import manifest_world
+
+    stamp = {"world_seed": manifest["seed"], "world": manifest_world(manifest), "size": manifest["size"], "frames": manifest["frames"],
              "count": count, "per_clip": per_clip}
 
     def render() -> dict[str, np.ndarray]:

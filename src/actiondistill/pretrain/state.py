@@ -43,14 +43,14 @@ def frame_states(manifest: dict[str, Any], clips: Sequence[int], frames: Sequenc
 
 def clip_ground_truth(manifest: dict[str, Any], clip: int) -> dict[str, np.ndarray]:
     """`frame_ground_truth` of manifest clip `clip`, its spec rebuilt from its seed and checked against the manifest."""
-    from actiondistill.data.synthetic import frame_ground_truth, sample_spec
+    from actiondistill.data.synthetic import clip_spec, frame_ground_truth
 
     entry = manifest["clips"][clip]
     name = entry.get("path", clip)
     if "seed" not in entry:
         raise ValueError(f"clip {name} has no seed; its ground truth needs a SynthActions world (its clips are "
                          "rebuilt from their seeds)")
-    spec = sample_spec(entry["seed"], entry["label_text"])
+    spec = clip_spec(manifest, entry)
     if spec.attributes() != entry["attributes"]:
         raise ValueError(f"clip {name}: its seed does not reproduce the recorded attributes (a world made by another "
                          "version of the generator)")

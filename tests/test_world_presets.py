@@ -1,0 +1,132 @@
+"""World presets: `standard` (the calibrated world) and `hard` (the first world), recorded in the manifest and caches."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from actiondistill.cli import main
+from actiondistill.data import synth_render
+from actiondistill.data.sources import synthactions_dir
+from actiondistill.data.synth_world import PRESETS, SCENES, preferred_scene, world_preset
+from actiondistill.data.synthetic import (
+    action_classes,
+    clip_spec,
+    generate,
+    load_manifest,
+    render_clip,
+    reverse_action,
+    sample_spec,
+)
+from actiondistill.pretrain.pipeline import clip_key
+from actiondistill.pretrain.state import clip_ground_truth
+
+SMALL = {"size": 64, "frames": 8}
+
+#: sha256 of the first world's specs (seeds 0..39, label s % 28), computed with the generator before presets existed.
+FIRST_WORLD_SPECS = "abd26fc5b7ce7b563267e697b10bb6186f176b05abfdd7d0a6e25c6469401b70"
+
+
+def test_hard_preset_is_the_first_world_seed_for_seed():
+    rows = [{k: v for k, v in dataclasses.asdict(sample_spec(s, action_classes()[s % 28], "hard")).items()
+             if k != "world"} for s in range(40)]
+    assert hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest() == FIRST_WORLD_SPECS
+
+
+def test_standard_is_the_default_and_deterministic():
+    assert sample_spec(3).world == "standard"
+    assert sample_spec(3) == sample_spec(3, world="standard") != sample_spec(3, world="hard")
+    np.testing.assert_array_equal(render_clip(sample_spec(3), 64, 4), render_clip(sample_spec(3), 64, 4))
+    with pytest.raises(ValueError, match="world 'easy'.*'hard', 'standard'"):
+        sample_spec(3, world="easy")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_actor_is_salient_by_construction(seed):
+    """Standard: at most one distractor, every one under half the actor's smallest radius; hard: near its size."""
+    preset = world_preset("standard")
+    spec = sample_spec(seed, action_classes()[seed % 22])
+    plan = synth_render._plan(spec, 64, 8)
+    assert len(plan["distractors"]) <= preset.max_distractors == 1
+    smallest_actor = min(preset.radius.values()) * 0.8  # growing/shrinking start at 0.8x
+    assert all(d["radius"] <= smallest_actor / 2 for d in plan["distractors"])
+    assert min(plan["track"]["radius"]) >= smallest_actor - 1e-9
+    hard = world_preset("hard")
+    assert hard.distractor_radius[1] > 0.5 * min(hard.radius.values())  # why the first world was unreadable
+
+
+def test_actor_is_the_largest_thing_in_the_pixels():
+    """With the distractor in another colour, the actor's colour covers at least twice the distractor's area."""
+    from actiondistill.data.synth_world import COLOURS
+
+    for seed in range(8):
+        spec = sample_spec(seed, "moving left", distractors=1, occluded=False, noise=0.0, lighting=0.0, jitter=0.0)
+        frame = render_clip(spec, 64, 2)[0].astype(int)
+        plan = synth_render._plan(spec, 64, 2)
+        actor = np.all(np.abs(frame - COLOURS[spec.colour]) <= 2, axis=-1).sum()
+        other = np.all(np.abs(frame - plan["distractors"][0]["colour"]) <= 2, axis=-1).sum()
+        assert actor >= 2 * other, (seed, actor, other)  # thin shapes (a small star) cover the least
+
+
+def test_scene_prior_is_partial_evidence_shared_by_reversal_pairs():
+    for label in action_classes():
+        assert preferred_scene(label) == preferred_scene(reverse_action(label) or label)
+    assert len({preferred_scene(label) for label in action_classes()}) == len(SCENES)  # no scene is one class
+    counts = Counter(sample_spec(s, "moving left").scene for s in range(600))
+    share = counts[preferred_scene("moving left")] / 600
+    prior = world_preset("standard").scene_prior
+    assert abs(share - (prior + (1 - prior) / len(SCENES))) < 0.06
+    assert max(v for k, v in counts.items() if k != preferred_scene("moving left")) > 0  # never decided by scene
+    hard = Counter(sample_spec(s, "moving left", world="hard").scene for s in range(600))
+    assert hard[preferred_scene("moving left")] / 600 < 0.25  # no prior in the first world
+
+
+def test_slow_oscillations_in_standard():
+    """Two hops and one zigzag period per clip, so 8 sampled frames resolve bouncing from zigzagging."""
+    import math
+
+    for s in range(20):
+        bounce, zig = sample_spec(s, "bouncing left"), sample_spec(s, "zigzagging left")
+        assert bounce.hop.rate == pytest.approx(math.pi) and zig.zigzag.rate == pytest.approx(math.pi)
+
+
+def test_preset_is_in_the_manifest_and_every_cache_key(tmp_path):
+    standard = generate(tmp_path / "s", 6, seed=1, workers=1, progress=False, **SMALL)
+    hard = generate(tmp_path / "h", 6, seed=1, workers=1, progress=False, world="hard", **SMALL)
+    assert standard["world"] == "standard" and hard["world"] == "hard"
+    assert load_manifest(tmp_path / "s")["world"] == "standard"
+    from actiondistill.pretrain import PretrainConfig
+
+    keys = {clip_key(tmp_path / w / "manifest.json", PretrainConfig()).split("-")[-1] for w in ("s", "h")}
+    assert len(keys) == 2  # the CLIP cache (and the frame-feature cache, both keyed by the manifest's bytes)
+    assert synthactions_dir(6, 64, 8, 1, tmp_path, "hard") != synthactions_dir(6, 64, 8, 1, tmp_path, "standard")
+    with pytest.raises(ValueError, match="other arguments.*world"):
+        generate(tmp_path / "s", 6, seed=1, workers=1, progress=False, world="hard", **SMALL)
+    # Specs rebuilt from a manifest use its preset: the ground truth matches the hard world's clip, not a standard one.
+    truth = clip_ground_truth(hard, 0)
+    assert clip_spec(hard, hard["clips"][0]).world == "hard"
+    assert truth["radius"][0] < min(PRESETS["standard"].radius.values())
+
+
+def test_manifest_without_a_world_is_the_first_world(tmp_path):
+    manifest = generate(tmp_path / "w", 4, seed=2, workers=1, progress=False, world="hard", **SMALL)
+    del manifest["world"]
+    (tmp_path / "old.json").write_text(json.dumps(manifest))
+    assert clip_spec(manifest, manifest["clips"][1]).world == "hard"
+    load_manifest(tmp_path / "old.json")
+    manifest["world"] = "medium"
+    (tmp_path / "bad.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="bad.json.*world 'medium'"):
+        load_manifest(tmp_path / "bad.json")
+
+
+def test_cli_synth_world(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "d"), "--videos", "3", "--frames", "4", "--world", "hard",
+                 "--workers", "1", "--no-progress", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["world"] == "hard" and load_manifest(tmp_path / "d")["world"] == "hard"
