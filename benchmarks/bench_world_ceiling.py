@@ -126,7 +126,8 @@ def main() -> None:
                      "train_mean": round(float(np.mean([s["train"] for s in scores])), 2)})
     atomic_write_json(args.out, {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
-        "world": {"preset": args.world, "videos": args.videos, "size": 64, "frames": 32, "train_clips": len(split["train"]),
+        "world": {"preset": args.world, "videos": args.videos,
+                  "size": 64, "frames": 32, "train_clips": len(split["train"]),
                   "test_clips": len(split["test"]), "classes": classes, "chance": round(100.0 / classes, 2)},
         "classifier": {"frames": FRAMES, "frame_indices": indices, "hidden": 256, "epochs": args.epochs,
                        "seeds": args.seeds},

@@ -1,4 +1,4 @@
-"""World presets: `standard` (the calibrated world) and `hard` (the first world), recorded in the manifest and caches."""
+"""World presets: `standard` (the calibrated world) and `hard` (the first world), in the manifest and the caches."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> dict:
     reused = sum((args.out / clip_path(i)).is_file() for i in range(max(args.videos, 0)))
     start = time.perf_counter()
     manifest = generate(args.out, args.videos, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,
-                        world=args.world, zeroshot_fraction=args.zeroshot_fraction, workers=args.workers, progress=not args.no_progress)
+                        world=args.world, zeroshot_fraction=args.zeroshot_fraction, workers=args.workers,
+                        progress=not args.no_progress)
     seconds = time.perf_counter() - start
     counts = Counter(clip["split"] for clip in manifest["clips"])
     return {

@@ -68,8 +68,8 @@ class WorldPreset:
 #: `standard`, the embedded profile's world, calibrated so that the book's models learn it on a 2-core CPU: the actor
 #: is by far the largest thing in the frame (radius 0.12-0.18 against 0.03-0.045), with at most one small, mostly
 #: still distractor and mild nuisances; bounces and zigzags are slow enough (two hops, one zigzag period) that the
-#: book's 8 sampled frames resolve them instead of aliasing one into the other. `hard` is the first world (2026-11), where every action model stayed at
-#: chance: a 4-8 px actor among up to three moving distractors of nearly its size.
+#: book's 8 sampled frames resolve them instead of aliasing one into the other. `hard` is the first world (2026-11),
+#: where every action model stayed at chance: a 4-8 px actor among up to three moving distractors of nearly its size.
 PRESETS: dict[str, WorldPreset] = {
     "standard": WorldPreset(
         name="standard", radius={"small": 0.12, "medium": 0.15, "large": 0.18}, max_distractors=1,
@@ -234,9 +234,9 @@ _ATTRIBUTE_FIELDS = ("shape", "colour", "scene", "size", "distractors", "occlude
 def sample_spec(seed: int, label: str | None = None, world: str = DEFAULT_WORLD, **overrides) -> ClipSpec:
     """Draw a clip spec of the `world` preset from `seed` (label drawn too unless given); `overrides` replace any field.
 
-    The `hard` preset draws exactly the first world's clips, seed for seed. Attribute overrides (shape, size, noise, ...) are applied before the motion is drawn, so that
-    the motion fits the overridden size, and leave the other attributes as drawn; motion fields
-    (centre, velocity, landmarks, ...) replace the drawn ones at the end.
+    The `hard` preset draws exactly the first world's clips, seed for seed. Attribute overrides (shape, size,
+    noise, ...) are applied before the motion is drawn, so that the motion fits the overridden size, and leave the
+    other attributes as drawn; motion fields (centre, velocity, landmarks, ...) replace the drawn ones at the end.
     """
     preset = world_preset(world)
     allowed = {f.name for f in dataclasses.fields(ClipSpec)} - {"seed", "label", "world"}
@@ -323,7 +323,8 @@ def _uniform_centre(rng: np.random.Generator, extent_x: float, extent_y: float) 
     return (axis(extent_x), axis(extent_y))
 
 
-def _sample_motion(rng: np.random.Generator, label: str, preset: WorldPreset, size: str, landmarks, fixed: bool) -> dict:
+def _sample_motion(rng: np.random.Generator, label: str, preset: WorldPreset, size: str, landmarks,
+                   fixed: bool) -> dict:
     """Motion parameters of one label: the direction sets the sign of a rate, the rest is random.
 
     Paths to a landmark may need other landmark positions (one hugging the frame's edge leaves no

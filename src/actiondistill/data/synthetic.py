@@ -35,7 +35,8 @@ from actiondistill.io import atomic_write_json, read_json
 from actiondistill.parallel import map_jobs
 
 __all__ = [
-    "ATTRIBUTES", "COLOURS", "DEFAULT_WORLD", "ENCODER_OPTIONS", "PRESETS", "SPLITS", "ClipSpec", "Wave", "action_classes", "action_parts",
+    "ATTRIBUTES", "COLOURS", "DEFAULT_WORLD", "ENCODER_OPTIONS", "PRESETS", "SPLITS", "ClipSpec", "Wave",
+    "action_classes", "action_parts",
     "caption", "clip_path", "clip_seed", "clip_spec", "frame_ground_truth", "generate", "load_manifest", "render_clip",
     "manifest_world", "reverse_action", "reversed_spec", "sample_spec", "world_preset", "zeroshot_classes",
 ]  # fmt: skip
@@ -73,8 +74,9 @@ def generate(
 ) -> dict:
     """Render `videos` clips of the `world` preset into `out_dir/videos/*.mp4` and write `out_dir/manifest.json`.
 
-    Returns the manifest, which records the preset (so every cache keyed by the manifest's bytes is keyed by it). Clip files already present are reused (they are deterministic); `generation.json` records the
-    arguments so that a folder is never resumed with different ones.
+    Returns the manifest, which records the preset, so every cache keyed by the manifest's bytes is keyed by it.
+    Clip files already present are reused (they are deterministic); `generation.json` records the arguments so that
+    a folder is never resumed with different ones.
     """
     _check_arguments(videos, size, frames, fps, seed, splits, zeroshot_fraction)
     world_preset(world)
@@ -90,7 +92,8 @@ def generate(
             if not (out / path).is_file()]
     _render_all(todo, workers or os.cpu_count() or 1, progress)
     manifest = {
-        "version": 1, "generator": "synthactions", "world": world, "seed": seed, "size": size, "frames": frames, "fps": fps,
+        "version": 1, "generator": "synthactions", "world": world, "seed": seed, "size": size, "frames": frames,
+        "fps": fps,
         "classes": classes, "num_seen_classes": len(classes) - len(zeroshot_classes()),
         "zeroshot_classes": zeroshot_classes(), "attributes": {key: list(values) for key, values in ATTRIBUTES.items()},
         "clips": [

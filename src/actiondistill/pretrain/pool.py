@@ -59,7 +59,7 @@ def _render_decode(job: tuple[dict[str, Any], dict[str, Any], list[int]]) -> np.
     video = render_clip(clip_spec(manifest, entry), manifest["size"], manifest["frames"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
-        write_video(path, video, fps=fps, options=ENCODER_OPTIONS)
+        write_video(path, video, fps=manifest["fps"], options=ENCODER_OPTIONS)
         with open_video(path) as reader:
             return reader.read(indices)
 
@@ -92,7 +92,8 @@ def cached_pool(cache: str | os.PathLike, manifest: dict[str, Any], count: int, 
     """`render_pool`, read from the .npz file `cache` when it was made for the same world, count and frames."""
     from actiondistill.data.synthetic import manifest_world
 
-    stamp = {"world_seed": manifest["seed"], "world": manifest_world(manifest), "size": manifest["size"], "frames": manifest["frames"],
+    stamp = {"world_seed": manifest["seed"], "world": manifest_world(manifest), "size": manifest["size"],
+             "frames": manifest["frames"],
              "count": count, "per_clip": per_clip}
 
     def render() -> dict[str, np.ndarray]:
