@@ -76,9 +76,10 @@ def test_cli_trains_both_clips_that_load_and_report_zero_shot_percentages(traine
         model = create_backbone(name, pretrained=result["checkpoints"][name])
         assert model.visual.transformer.width == {"embedded-base": 256, "embedded-tiny": 192}[name]
         scores = result["models"][name]
-        assert set(scores["zero_shot"]) == {"shape", "colour", "scene"}
+        assert set(scores["zero_shot"]) == {"shape", "colour", "scene", "position"}
         assert all(0.0 <= v <= 100.0 for v in scores["zero_shot"].values())
-        assert scores["chance"] == {"shape": round(100 / 7, 2), "colour": 12.5, "scene": round(100 / 6, 2)}
+        assert scores["chance"] == {"shape": round(100 / 7, 2), "colour": 12.5, "scene": round(100 / 6, 2),
+                                    "position": round(100 / 9, 2)}
     report = json.loads(open(result["report"]).read())
     assert report["models"]["embedded-tiny"]["params"]["visual"] < report["models"]["embedded-base"]["params"]["visual"]
     assert report["models"]["embedded-base"]["steps"] >= 1 and report["models"]["embedded-tiny"]["steps"] >= 1
@@ -101,7 +102,7 @@ def test_cache_key_follows_the_config_but_not_the_device(trained):
     base = clips_dir(trained["manifest"], CFG, root="r")
     assert clips_dir(trained["manifest"], PretrainConfig(**{**CFG.__dict__, "device": "cpu"}), root="r") == base
     assert clips_dir(trained["manifest"], PretrainConfig(**{**CFG.__dict__, "blend": 0.25}), root="r") != base
-    assert base.name.startswith("n60_s64_f8_seed0-")
+    assert base.name.startswith("standard_n60_s64_f8_seed0-")
 
 
 def test_tiny_starts_from_inherited_slices_of_the_base(trained):
@@ -260,7 +261,35 @@ def test_size_is_unknown_only_while_the_object_grows_or_shrinks(trained, frames)
     manifest = load_manifest(trained["manifest"])
     for i, clip in enumerate(frames["clip"]):
         verb = action_parts(manifest["clips"][int(clip)]["label_text"])[0]
-        assert data[i]["known"].tolist() == [True, True, True, verb not in ("growing", "shrinking")]
+        assert data[i]["known"].tolist() == [True, True, True, verb not in ("growing", "shrinking"), False]
+
+
+def test_position_captions_place_the_object_where_the_renderer_drew_it(trained, frames):
+    from actiondistill.data.synthetic import clip_spec, frame_ground_truth
+    from actiondistill.pretrain.frames import POSITIONS, frame_position, frame_positions
+
+    assert frame_position(0.1, 0.1) == "at the top left" and frame_position(0.5, 0.5) == "in the middle"
+    assert frame_position(0.9, 0.5) == "on the right" and frame_position(1.2, 0.99) == "at the bottom right"
+    manifest = load_manifest(trained["manifest"])
+    positions = frame_positions(manifest, frames["clip"], frames["frame"])
+    data = _dataset(trained, frames, positions=positions)
+    column = CAPTION_ATTRIBUTES.index("position")
+    named = 0
+    for i, (clip, t) in enumerate(zip(frames["clip"], frames["frame"], strict=True)):
+        truth = frame_ground_truth(clip_spec(manifest, manifest["clips"][int(clip)]), 64, 8)
+        expected = frame_position(truth["x"][t], truth["y"][t]) if truth["visible"][t] else None
+        assert positions[i] == expected
+        assert data.known[i, column] == (expected is not None)
+        assert int(data.attributes[i, column]) == (POSITIONS.index(expected) if expected else -1)
+        for epoch in range(4):
+            data.set_epoch(epoch)
+            text, template = data.caption(i)
+            if "position" in template_attributes(template):
+                assert text.endswith(expected) or f"{expected} " in text
+                named += 1
+    assert named > 0
+    with pytest.raises(ValueError, match="positions: 1 for"):
+        _dataset(trained, frames, positions=positions[:1])
 
 
 def test_frame_states_are_the_renderers_ground_truth_of_each_frame(trained, frames):

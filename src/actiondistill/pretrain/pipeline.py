@@ -29,7 +29,7 @@ from typing import Any
 from actiondistill.io import atomic_write_json, read_json
 
 #: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
-PRETRAIN_VERSION = 2  # 2: attribute heads (attribute_weight) and the pretraining pool (extra_clips)
+PRETRAIN_VERSION = 3  # 2: attribute heads and the pretraining pool; 3: position captions and head
 STAGES = ("embedded-base", "embedded-tiny")
 HELDOUT_SPLITS = ("val", "test")
 REPORT_NAME = "report.json"
@@ -147,7 +147,7 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
 
     from actiondistill.data.synthetic import load_manifest
     from actiondistill.models import create_backbone
-    from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames
+    from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames, frame_positions
     from actiondistill.pretrain.pool import cached_pool, with_pool
     from actiondistill.pretrain.state import frame_states
     from actiondistill.pretrain.zeroshot import zero_shot_accuracy
@@ -169,11 +169,13 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
         frame_index = np.concatenate([frame_index, pool["frame"]])
     decode_seconds = time.perf_counter() - started
     states = frame_states(pairs_manifest, clips, frame_index) if cfg.state_weight else None
-    dataset = FrameCaptionDataset(frames, clips, pairs_manifest, seed=cfg.seed, jitter=cfg.jitter, states=states)
+    dataset = FrameCaptionDataset(frames, clips, pairs_manifest, seed=cfg.seed, jitter=cfg.jitter, states=states,
+                                  positions=frame_positions(pairs_manifest, clips, frame_index))
     stages = {name: _run_stage(name, out, dataset, cfg, progress) for name in STAGES}
 
     started = time.perf_counter()
-    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=cfg.seed)
+    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=cfg.seed,
+                               positions=frame_positions(manifest, heldout["clip"], heldout["frame"]))
     models = {}
     for name in STAGES:
         model = create_backbone(name, pretrained=out / f"{name}.pt")

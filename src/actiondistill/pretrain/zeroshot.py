@@ -1,8 +1,8 @@
 """Zero-shot attribute recognition on held-out frames: the check that an embedded CLIP learnt its world.
 
-For each attribute (shape, colour, scene) every value is written into a few prompts, the prompt embeddings are
-averaged per value (CLIP's prompt ensembling), and each frame is assigned the value whose text embedding is
-closest to the frame's embedding: no classifier is trained, the text alone defines the classes. Accuracies are
+For each attribute (shape, colour, scene, and where the object is) every value is written into a few prompts, the prompt
+embeddings are averaged per value (CLIP's prompt ensembling), and each frame is assigned the value whose text embedding
+is closest to the frame's embedding: no classifier is trained, the text alone defines the classes. Accuracies are
 percentages, as in `actiondistill.evaluate`, beside the chance level 100 / (number of values).
 """
 
@@ -25,6 +25,7 @@ ZERO_SHOT_PROMPTS: dict[str, tuple[str, ...]] = {
     "shape": ("a photo of a {}", "a {}"),
     "colour": ("a photo of a {} object", "a {} object"),
     "scene": ("a photo of something {}", "an object {}"),
+    "position": ("a photo of something {}", "an object {}"),
 }
 
 
@@ -61,7 +62,8 @@ def zero_shot_accuracy(model: CLIP, frames: np.ndarray, attributes: torch.Tensor
 
     Args:
         frames: uint8 (N, H, W, 3) held-out frames.
-        attributes: (N, 4) value ids in the order of `CAPTION_ATTRIBUTES` (as `FrameCaptionDataset.attributes`).
+        attributes: (N, A) value ids in the order of `CAPTION_ATTRIBUTES` (as `FrameCaptionDataset.attributes`);
+            -1 where a frame has no value (a hidden object's position), left out of that attribute's accuracy.
         vocab: the values of each attribute, indexed by those ids (the manifest's "attributes").
     """
     if attributes.shape != (len(frames), len(CAPTION_ATTRIBUTES)):
@@ -74,9 +76,12 @@ def zero_shot_accuracy(model: CLIP, frames: np.ndarray, attributes: torch.Tensor
         result = {}
         for attribute in ZERO_SHOT_PROMPTS:
             values = vocab[attribute]
-            predicted = (images @ class_embeddings(model, attribute, values).cpu().T).argmax(dim=1)
             truth = attributes[:, CAPTION_ATTRIBUTES.index(attribute)]
-            result[attribute] = {"top1": round(100.0 * float((predicted == truth).float().mean()), 2),
+            if not bool((truth >= 0).any()):
+                continue
+            predicted = (images @ class_embeddings(model, attribute, values).cpu().T).argmax(dim=1)
+            hit = (predicted == truth)[truth >= 0]
+            result[attribute] = {"top1": round(100.0 * float(hit.float().mean()), 2),
                                  "chance": round(100.0 / len(values), 2), "classes": len(values)}
         return result
     finally:
