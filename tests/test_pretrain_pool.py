@@ -68,7 +68,7 @@ def test_pool_pairs_caption_their_own_attributes(world):
     for i, entry in enumerate(pool["clips"]):
         attributes = entry["attributes"]
         assert data[i]["attributes"].tolist() == [manifest["attributes"][k].index(attributes[k])
-                                                  for k in ("shape", "colour", "scene", "size")]
+                                                  for k in ("shape", "colour", "scene", "size")] + [-1]  # no position
 
 
 def test_extra_clips_change_the_key_and_add_training_frames(world, monkeypatch):
