@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from actiondistill.data.synth_world import DEFAULT_WORLD, PRESETS
+
 HELP = "pretrain embedded-base CLIP on SynthActions frames and distil embedded-tiny from it (cached under data/clips)"
 
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame size of the world in pixels (default 64)")
     parser.add_argument("--frames", type=int, default=32, help="frames per clip of the world (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the training (default 0)")
-    parser.add_argument("--world", default="standard", choices=["standard", "hard"],
+    parser.add_argument("--world", default=DEFAULT_WORLD, choices=sorted(PRESETS),
                         help="the world's difficulty preset when --manifest is not given (default standard)")
     parser.add_argument("--manifest", type=Path, default=None,
                         help="use this manifest.json instead of the world given by --videos/--size/--frames/--seed")

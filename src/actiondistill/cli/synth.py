@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from actiondistill.data.synth_world import DEFAULT_WORLD, PRESETS
+
 HELP = "render the embedded SynthActions world into a folder of H.264 clips and a manifest.json"
 
 
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=32, help="frames per clip (default 32)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate of the files (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--world", default="standard", choices=["standard", "hard"],
+    parser.add_argument("--world", default=DEFAULT_WORLD, choices=sorted(PRESETS),
                         help="difficulty preset: 'standard' (a salient actor, the book's world) or 'hard' (the first "
                              "world: a small actor among distractors of its size); default standard")
     parser.add_argument("--zeroshot-fraction", type=float, default=0.15,

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actiondistill.data.synth_world import DEFAULT_WORLD
 from actiondistill.paths import data_dir
 
 REAL_DATASETS = ("hmdb51", "ucf101")
 
 
 def synthactions_dir(videos: int, size: int, frames: int, seed: int = 0, root: Path | None = None,
-                     world: str = "standard") -> Path:
+                     world: str = DEFAULT_WORLD) -> Path:
     """The cache folder of one generated world; its name records the generation parameters and the preset."""
     return (root or data_dir() / "synthactions") / f"{world}_n{videos}_s{size}_f{frames}_seed{seed}"
 
 
 def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: int = 0, progress: bool = True,
-                          root: Path | None = None, world: str = "standard") -> Path:
+                          root: Path | None = None, world: str = DEFAULT_WORLD) -> Path:
     """Generate the synthetic world of preset `world` once (resuming an interrupted one); return its manifest path."""
     from actiondistill.data.synthetic import generate, world_preset
 

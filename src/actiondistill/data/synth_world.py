@@ -11,6 +11,7 @@ model cannot tell direction-dependent pairs apart from a single frame or from re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -49,7 +50,6 @@ class WorldPreset:
     datasets; a reversal pair shares its preferred scene, so no frame tells the two directions apart.
     """
 
-    name: str
     radius: dict[str, float]  # main-object radius per size name
     max_distractors: int
     distractor_radius: tuple[float, float]
@@ -72,12 +72,12 @@ class WorldPreset:
 #: where every action model stayed at chance: a 4-8 px actor among up to three moving distractors of nearly its size.
 PRESETS: dict[str, WorldPreset] = {
     "standard": WorldPreset(
-        name="standard", radius={"small": 0.12, "medium": 0.15, "large": 0.18}, max_distractors=1,
+        radius={"small": 0.12, "medium": 0.15, "large": 0.18}, max_distractors=1,
         distractor_radius=(0.03, 0.045), distractor_moving=0.3, distractor_speed=(0.02, 0.06), occlusion=0.1,
         noise=(0.5, 2.0), max_jitter=1, lighting=0.4, scene_prior=0.5, hops=(2, 3), swings=(1, 2),
         zigzag_amplitude=(0.08, 0.12)),
     "hard": WorldPreset(
-        name="hard", radius={"small": 0.07, "medium": 0.095, "large": 0.125}, max_distractors=3,
+        radius={"small": 0.07, "medium": 0.095, "large": 0.125}, max_distractors=3,
         distractor_radius=(0.04, 0.065), distractor_moving=0.6, distractor_speed=(0.05, 0.2), occlusion=0.25,
         noise=(1.0, 6.0), max_jitter=3, lighting=1.0, scene_prior=0.0, hops=(2, 4), swings=(2, 4),
         zigzag_amplitude=(0.05, 0.08)),
@@ -152,13 +152,15 @@ def reverse_action(label: str) -> str | None:
 
 def preferred_scene(label: str) -> str:
     """The scene an action favours under a preset's `scene_prior`: one per reversal pair, round-robin over scenes."""
-    pairs: list[str] = []
-    for name in action_classes():
-        pair = min(name, reverse_action(name) or name)
-        if pair not in pairs:
-            pairs.append(pair)
-    verb_pair = min(_check_label(label), reverse_action(label) or label)
-    return list(SCENES)[pairs.index(verb_pair) % len(SCENES)]
+    return _preferred_scenes()[_check_label(label)]
+
+
+@functools.cache
+def _preferred_scenes() -> dict[str, str]:
+    pairs = list(dict.fromkeys(min(name, reverse_action(name) or name) for name in action_classes()))
+    scenes = list(SCENES)
+    return {name: scenes[pairs.index(min(name, reverse_action(name) or name)) % len(scenes)]
+            for name in action_classes()}
 
 
 @dataclass(frozen=True)
