@@ -20,6 +20,7 @@ between them and the CLIP row is the frame encoder's. Writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from actiondistill.io import atomic_write_json
+from actiondistill.pretrain.state import STATE_FIELDS
 
 RESULT = Path(__file__).parent / "results" / "world_ceiling.json"
 FRAMES = 8  # frames per clip the classifier sees, as the book's models
@@ -53,15 +55,41 @@ def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> tor
     return torch.tensor(np.stack(rows), dtype=torch.float32)
 
 
-def clip_features(manifest_path: Path, manifest: dict, clips: list[int], pick: list[int]) -> torch.Tensor:
+def clip_features(manifest_path: Path, manifest: dict, clips: list[int], pick: list[int],
+                  pretrain: dict) -> torch.Tensor:
     """(clips, FRAMES, D) cached embedded-base frame embeddings (those the chapters use), at cached positions `pick`."""
+    from actiondistill.config import from_dict
     from actiondistill.features import FrameFeatureCache
     from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
-    weights = ensure_embedded_clips(manifest_path, PretrainConfig(), progress=True)["checkpoints"]["embedded-base"]
+    cfg = from_dict(pretrain, cls=PretrainConfig)
+    weights = ensure_embedded_clips(manifest_path, cfg, progress=True)["checkpoints"]["embedded-base"]
     cache = FrameFeatureCache(manifest_path, "embedded-base", weights, manifest["size"], dtype="bf16")
     features = cache.get()
     return torch.stack([features.frames(features.index(manifest["clips"][i]["path"]), pick) for i in clips]).float()
+
+
+def with_step(x: torch.Tensor) -> torch.Tensor:
+    """(clips, FRAMES, 2D): each frame's vector and its change since the previous sampled frame, the derivation
+    the oracle's step columns get, so that the flat MLP need not learn differences of 256-d vectors from 700 clips."""
+    return torch.cat([x, torch.diff(x, dim=1, prepend=x[:, :1])], dim=-1)
+
+
+def state_readout(train_x: torch.Tensor, train_s: torch.Tensor, test_x: torch.Tensor, test_s: torch.Tensor,
+                  ridge: float = 1.0) -> dict[str, float]:
+    """Test mean absolute error of a ridge regression from frame embeddings to each oracle state column: how much
+    of the state is linearly in the embedding (the position error to beat is the mean predictor's)."""
+    flat = {split: x.reshape(-1, x.shape[-1]).double() for split, x in (("train", train_x), ("test", test_x))}
+    mean, std = flat["train"].mean(0), flat["train"].std(0) + 1e-6
+    a, b = (flat["train"] - mean) / std, (flat["test"] - mean) / std
+    a1, b1 = (torch.cat([m, torch.ones(len(m), 1, dtype=m.dtype)], 1) for m in (a, b))
+    y = train_s.reshape(-1, train_s.shape[-1]).double()
+    weights = torch.linalg.solve(a1.T @ a1 + ridge * torch.eye(a1.shape[1], dtype=a.dtype), a1.T @ y)
+    target = test_s.reshape(-1, test_s.shape[-1]).double()
+    error = (b1 @ weights - target).abs().mean(0)
+    baseline = (y.mean(0) - target).abs().mean(0)
+    return {"mae": {n: round(float(e), 4) for n, e in zip(STATE_FIELDS, error, strict=True)},
+            "mean_predictor_mae": {n: round(float(e), 4) for n, e in zip(STATE_FIELDS, baseline, strict=True)}}
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -91,6 +119,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=1200)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=600, help="full-batch training steps of the MLP")
+    parser.add_argument("--pretrain", type=json.loads, default={},
+                        help='PretrainConfig overrides as JSON, e.g. \'{"base": {"epochs": 6}}\' (default: the recipe)')
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from actiondistill.data.sources import synthactions_manifest
@@ -110,11 +140,14 @@ def main() -> None:
     started = time.perf_counter()
     inputs = {"oracle": {s: oracle_features(manifest, split[s], indices) for s in split}}
     oracle_s = time.perf_counter() - started
-    inputs["embedded-base"] = {s: clip_features(manifest_path, manifest, split[s], pick) for s in split}
-    noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0}
+    inputs["embedded-base"] = {s: clip_features(manifest_path, manifest, split[s], pick, args.pretrain)
+                               for s in split}
+    inputs["embedded-base + step"] = {s: with_step(x) for s, x in inputs["embedded-base"].items()}
+    noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0,
+             "embedded-base + step": 0.0}
     rows = []
     for name, sigma in tqdm(noise.items(), desc="inputs"):
-        data = inputs["embedded-base" if name == "embedded-base" else "oracle"]
+        data = inputs[name if name in inputs else "oracle"]
         generator = torch.Generator().manual_seed(0)
         noisy = {s: x + sigma * torch.randn(x.shape, generator=generator) for s, x in data.items()}
         scores = [probe_accuracy(noisy["train"], labels["train"], noisy["test"], labels["test"], classes, seed,
@@ -124,18 +157,23 @@ def main() -> None:
                      "test_top1": [round(float(v), 2) for v in test], "test_mean": round(float(test.mean()), 2),
                      "test_std": round(float(test.std(ddof=1)) if len(test) > 1 else 0.0, 2),
                      "train_mean": round(float(np.mean([s["train"] for s in scores])), 2)})
+    fields = len(STATE_FIELDS)  # the oracle's leading columns are the state itself
+    readout = state_readout(inputs["embedded-base"]["train"], inputs["oracle"]["train"][..., :fields],
+                            inputs["embedded-base"]["test"], inputs["oracle"]["test"][..., :fields])
     atomic_write_json(args.out, {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
         "world": {"preset": args.world, "videos": args.videos,
                   "size": 64, "frames": 32, "train_clips": len(split["train"]),
                   "test_clips": len(split["test"]), "classes": classes, "chance": round(100.0 / classes, 2)},
+        "pretrain": args.pretrain,
         "classifier": {"frames": FRAMES, "frame_indices": indices, "hidden": 256, "epochs": args.epochs,
                        "seeds": args.seeds},
-        "oracle_seconds": round(oracle_s, 2), "rows": rows,
+        "oracle_seconds": round(oracle_s, 2), "rows": rows, "embedded_state_readout": readout,
     })
     for row in rows:
         print(f"{row['input']:<22} test top-1 {row['test_mean']:5.1f} +- {row['test_std']:4.1f}  "
               f"(train {row['train_mean']:5.1f})")
+    print(f"state readout MAE {readout['mae']} (mean predictor {readout['mean_predictor_mae']})")
     print(f"chance {100.0 / classes:.1f}; wrote {args.out}")
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from actiondistill.models import (
     backbone_config,
+    build_clip,
     create_backbone,
     get_tokenizer,
     inherit_weights,
@@ -110,9 +111,18 @@ def test_position_grid_is_interpolated_for_another_image_size(teacher):
         assert student.encode_image(torch.randn(1, 3, 32, 32)).shape == (1, 256)
 
 
+def _plain_vit(name: str, patch_size: int) -> dict:
+    """`name`'s config with a plain patch embedding (no convolutional stem) of `patch_size`."""
+    cfg = {k: v for k, v in backbone_config(name).items() if k != "conv_stem"}
+    return {**cfg, "vision_cfg": {**cfg["vision_cfg"], "patch_size": patch_size}}
+
+
 def test_incompatible_students_are_refused_by_name(teacher):
+    plain_teacher = build_clip(_plain_vit("embedded-base", 8))
     with pytest.raises(ValueError, match="patch size"):
-        make_inherited(teacher, "embedded-tiny", vision_cfg={"patch_size": 16})
+        make_inherited(plain_teacher, _plain_vit("embedded-tiny", 16))
+    with pytest.raises(ValueError, match="visual.conv1.0.0.weight.*no teacher counterpart"):
+        make_inherited(plain_teacher, "embedded-tiny")  # a stem student of a patch-embedding teacher
     bigger = create_backbone("embedded-base", vision_cfg={"width": 320, "head_width": 64})
     with pytest.raises(ValueError, match="visual.class_embedding"):
         inherit_weights(teacher, bigger)

@@ -269,7 +269,7 @@ def test_trainer_run_reduces_the_loss(backbone, tmp_path):
     model.backbone.token_embedding.requires_grad_(False)
     teacher = teacher_for(model)
     cfg = load_config(None, [f"out_dir={tmp_path / 'run'}", f"results_dir={tmp_path / 'results'}", "run_name=twohead",
-                             "epochs=4", "seed=0", "device=cpu", "data.batch_size=6", "optim.lr=1e-4",
+                             "epochs=4", "seed=0", "device=cpu", "data.batch_size=6", "optim.lr=3e-4",
                              "optim.warmup_epochs=0", "optim.weight_decay=0.0", "objective.name=deit_twohead"])
     cfg = apply_override(cfg, "objective.kwargs=" + json.dumps({"distillation": "soft", "alpha": 0.5, "tau": 1.0}))
     frozen = {k: v.clone() for k, v in teacher.model.state_dict().items()}

@@ -222,7 +222,8 @@ def test_xclip_frames_communicate_and_share_clips_plumbing(backbone, frames, mon
         monkeypatch.setattr(XCLIP, "_block", staticmethod(lambda block, x, message: block(x)))
         plain, patches = model.frame_features(frames)
     torch.testing.assert_close(plain, clip_frames, atol=1e-5, rtol=1e-5)  # same pieces as the open_clip ViT
-    assert patches.shape == (B, 64, 256)
+    grid = backbone.visual.grid_size  # 4 x 4 tokens: the embedded towers' conv stem has stride 16 on 64 px frames
+    assert patches.shape == (B, grid[0] * grid[1], 256)
 
 
 def test_xclip_text_is_video_specific(backbone, frames):

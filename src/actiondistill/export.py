@@ -475,7 +475,10 @@ def _onnx_export(module: nn.Module, example: torch.Tensor, path: Path, input_nam
     export; the batch axis is dynamic), and the advanced-indexing warning concerns negative indices, while the text
     encoder's pooling indexes with arange and argmax (never negative). The agreement check verifies the result.
     nn.MultiheadAttention's inference fast path (a fused operator without an ONNX symbol) is switched off meanwhile.
+    The module is put in eval mode first: the exporter restores the mode it found, and a fresh wrapper module is in
+    training mode, so it would leave the wrapped model training (batch norms on batch statistics) afterwards.
     """
+    module.eval()
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:

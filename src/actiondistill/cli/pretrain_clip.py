@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from actiondistill.data.synth_world import DEFAULT_WORLD, PRESETS
+from actiondistill.pretrain.pipeline import PretrainConfig
 
 HELP = "pretrain embedded-base CLIP on SynthActions frames and distil embedded-tiny from it (cached under data/clips)"
 
@@ -26,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-clips", type=int, default=0,
                         help="clips rendered only for pretraining, outside the world's splits, added to its "
                         "training frames (default 0: the world's training clips alone)")
-    parser.add_argument("--state-weight", type=float, default=0.0,
+    parser.add_argument("--state-weight", type=float, default=PretrainConfig.state_weight,
                         help="weight of the pretraining-only state head (the main object's per-frame position, "
-                        "angle, size, visibility; default 0: off, see PretrainConfig.state_weight)")
+                        f"angle, size, visibility; 0: off; default {PretrainConfig.state_weight:g}, see "
+                        "PretrainConfig.state_weight)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--force", action="store_true", help="train again even when the cache is complete")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import dataclasses
 
-    from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
+    from actiondistill.pretrain import ensure_embedded_clips
 
     if args.extra_clips < 0:
         raise ValueError(f"--extra-clips {args.extra_clips}: expected 0 or a positive integer")

@@ -20,6 +20,7 @@ import torch
 from open_clip import CLIP
 
 from actiondistill.models.checkpoints import load_weights, read_state_dict
+from actiondistill.models.conv_stem import CONV_STEMS, attach_conv_stem
 from actiondistill.models.pretrained import resolve_pretrained
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -37,11 +38,28 @@ def list_backbones() -> list[str]:
 
 
 def backbone_config(name: str) -> dict:
-    """A copy of the architecture config of `name` (embed_dim, vision_cfg, text_cfg, ...)."""
+    """A copy of the architecture config of `name` (embed_dim, vision_cfg, text_cfg, ...).
+
+    The embedded backbones' configs also name their convolutional stem (`conv_stem`, see `models.conv_stem`), which
+    open_clip's config schema has no field for.
+    """
     cfg = open_clip.get_model_config(name)
     if cfg is None:
         raise ValueError(f"backbone {name!r}: unknown architecture (see list_backbones(); e.g. {PROJECT_BACKBONES})")
-    return copy.deepcopy(cfg)
+    cfg = copy.deepcopy(cfg)
+    if name in CONV_STEMS:
+        cfg["conv_stem"] = list(CONV_STEMS[name])
+    return cfg
+
+
+def build_clip(cfg: dict, device: str | torch.device | None = None) -> CLIP:
+    """An open_clip CLIP from a config dict such as `backbone_config`'s, with its convolutional stem if it names one."""
+    cfg = dict(cfg)
+    stem = cfg.pop("conv_stem", None)
+    model = CLIP(**cfg).to(device)
+    if stem is not None:
+        attach_conv_stem(model.visual, stem)
+    return model
 
 
 def create_backbone(
@@ -81,6 +99,8 @@ def create_backbone(
     device = torch.get_default_device() if device is None else torch.device(device)
     with _quiet_random_init_warning():
         model = open_clip.create_model(name, device=device, pretrained_text=False, **overrides)
+    if name in CONV_STEMS:
+        attach_conv_stem(model.visual, CONV_STEMS[name])
     if weights is not None:
         report = load_weights(model, weights, strict=strict, origin=str(path), fmt=fmt)
         log.info("loaded %d tensors into %s from %s", report.loaded, name, pretrained)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from open_clip import CLIP
 
-from actiondistill.models.backbones import backbone_config, create_backbone
+from actiondistill.models.backbones import backbone_config, build_clip, create_backbone
 
 _BLOCK = re.compile(r"^(visual\.transformer\.resblocks|transformer\.resblocks)\.(\d+)\.(.*)$")
 _QKV = ("attn.in_proj_weight", "attn.in_proj_bias")
@@ -106,7 +106,7 @@ def make_inherited(teacher: CLIP, student: str | dict, **overrides) -> tuple[CLI
     if isinstance(student, str):
         model = create_backbone(student, device=device, **overrides)
     else:
-        model = CLIP(**{**student, **overrides}).to(device)
+        model = build_clip({**student, **overrides}, device)
     report = inherit_weights(teacher, model)
     return model.train(teacher.training), report
 
@@ -130,6 +130,9 @@ def intermediate_config(teacher: str | dict, student: str | dict, fraction: floa
         "width": _lerp_multiple(vis_t["width"], vis_s["width"], fraction, head_width),
         "layers": round(_lerp(vis_t["layers"], vis_s["layers"], fraction)),
     }
+    if "conv_stem" in t_cfg and "conv_stem" in s_cfg:
+        out["conv_stem"] = [_lerp_multiple(a, b, fraction, 8)
+                            for a, b in zip(t_cfg["conv_stem"], s_cfg["conv_stem"], strict=True)]
     txt_t, txt_s = t_cfg["text_cfg"], s_cfg["text_cfg"]
     text_head_width = txt_s["width"] // txt_s["heads"]
     text_width = _lerp_multiple(txt_t["width"], txt_s["width"], fraction, text_head_width)
