@@ -14,7 +14,7 @@ top-1 on the test clips of a `--world` preset's world from:
 The oracle rows bound what a perfect frame encoder would give this classifier with this little data; the gap
 between them and the CLIP row is the frame encoder's. Writes benchmarks/results/world_ceiling.json.
 
-    .venv/bin/python benchmarks/bench_world_ceiling.py [--world standard] [--videos 1200] [--seeds 3]
+    .venv/bin/python benchmarks/bench_world_ceiling.py [--world standard] [--videos 2400] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="standard", choices=["standard", "hard"])
-    parser.add_argument("--videos", type=int, default=1200)
+    parser.add_argument("--videos", type=int, default=2400)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=600, help="full-batch training steps of the MLP")
     parser.add_argument("--pretrain", type=json.loads, default={},
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from actiondistill.data.sources import synthactions_manifest
-    from actiondistill.data.synthetic import load_manifest
+    from actiondistill.data.synthetic import load_manifest, world_preset
     from actiondistill.features import frame_indices
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -162,7 +162,7 @@ def main() -> None:
                             inputs["embedded-base"]["test"], inputs["oracle"]["test"][..., :fields])
     atomic_write_json(args.out, {
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
-        "world": {"preset": args.world, "videos": args.videos,
+        "world": {"preset": args.world, "revision": world_preset(args.world).revision, "videos": args.videos,
                   "size": 64, "frames": 32, "train_clips": len(split["train"]),
                   "test_clips": len(split["test"]), "classes": classes, "chance": round(100.0 / classes, 2)},
         "pretrain": args.pretrain,

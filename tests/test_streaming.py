@@ -13,6 +13,7 @@ from actiondistill.data.encode import write_video
 from actiondistill.data.synthetic import render_clip, sample_spec
 from actiondistill.data.video import open_video
 from actiondistill.models import ActionCLIP, create_backbone, create_model
+from actiondistill.models import base as base_module
 from actiondistill.realtime import (
     Frame,
     SourceError,
@@ -139,8 +140,8 @@ def test_bad_options_are_named(meanp, option, value):
 def test_labels_are_validated_cached_and_changeable(meanp, frames, monkeypatch):
     recognizer = StreamingRecognizer(meanp, LABELS, num_frames=2, templates=["a video of {}"])
     calls = []
-    encode_text = meanp.backbone.encode_text
-    monkeypatch.setattr(meanp.backbone, "encode_text", lambda *a, **k: calls.append(1) or encode_text(*a, **k))
+    encode_tokens = base_module.encode_tokens
+    monkeypatch.setattr(base_module, "encode_tokens", lambda *a, **k: calls.append(1) or encode_tokens(*a, **k))
     assert len(emissions(recognizer, frames[:4])) == 3 and not calls  # text encoded once, at construction
     recognizer.set_labels(["swimming", " Cooking "])
     assert len(calls) == 1

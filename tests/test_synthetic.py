@@ -257,8 +257,8 @@ def test_frame_ground_truth_matches_the_pixels(label):
     truth = frame_ground_truth(spec, 64, 12)
     assert truth["visible"].all() and truth["landmarks"].shape == (12, 2, 2)
     for t in range(12):
-        # half a radius behind the dark stripe: inside the circle, off the stripe
-        back = np.array([truth["x"][t], truth["y"][t]]) - 0.5 * truth["radius"][t] * np.array(
+        # 0.6 radius behind the dark stripe: inside the circle, off the stripe (and its rounded end)
+        back = np.array([truth["x"][t], truth["y"][t]]) - 0.6 * truth["radius"][t] * np.array(
             [np.cos(truth["angle"][t]), np.sin(truth["angle"][t])])
         col, row = np.floor(back * 64).astype(int)
         assert np.abs(clip[t, row, col].astype(int) - COLOURS["red"]).max() <= 3, (t, clip[t, row, col])

@@ -16,6 +16,7 @@ from actiondistill.models import (
     list_models,
     register_model,
 )
+from actiondistill.models import base as base_module
 from actiondistill.models import registry as registry_mod
 from actiondistill.models.fusion import MeanFusion, TemporalConvFusion, TransformerFusion
 from actiondistill.models.xclip import XCLIP
@@ -147,13 +148,13 @@ def test_predict_proba_is_the_average_over_the_16_templates(backbone, frames):
 def test_eval_text_cache_is_reused_and_invalidated(backbone, monkeypatch):
     model = build("actionclip-meanp", backbone)
     calls = []
-    original = backbone.encode_text
+    original = base_module.encode_tokens
 
-    def counting(tokens, normalize=False):
+    def counting(clip, tokens, normalize=False):
         calls.append(tokens.shape[0])
-        return original(tokens, normalize=normalize)
+        return original(clip, tokens, normalize=normalize)
 
-    monkeypatch.setattr(backbone, "encode_text", counting)
+    monkeypatch.setattr(base_module, "encode_tokens", counting)
     first = model.encode_text(LABELS)
     assert calls == [16 * 3]
     assert torch.equal(model.encode_text(LABELS), first) and len(calls) == 1  # cached: text encoder not run

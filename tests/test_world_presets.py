@@ -61,14 +61,15 @@ def test_actor_is_salient_by_construction(seed):
 
 
 def test_actor_is_the_largest_thing_in_the_pixels():
-    """With the distractor in another colour, the actor's colour covers at least twice the distractor's area."""
+    """With the distractor in another colour, the actor (its colour and stripe) covers at least twice its area."""
     from actiondistill.data.synth_world import COLOURS
 
     for seed in range(8):
         spec = sample_spec(seed, "moving left", distractors=1, occluded=False, noise=0.0, lighting=0.0, jitter=0.0)
         frame = render_clip(spec, 64, 2)[0].astype(int)
         plan = synth_render._plan(spec, 64, 2)
-        actor = np.all(np.abs(frame - COLOURS[spec.colour]) <= 2, axis=-1).sum()
+        actor = sum(np.all(np.abs(frame - np.array(c)) <= 2, axis=-1).sum()  # its colour, and its stripe
+                    for c in (COLOURS[spec.colour], synth_render._HAND))
         other = np.all(np.abs(frame - plan["distractors"][0]["colour"]) <= 2, axis=-1).sum()
         assert actor >= 2 * other, (seed, actor, other)  # thin shapes (a small star) cover the least
 
@@ -123,6 +124,45 @@ def test_manifest_without_a_world_is_the_first_world(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="bad.json.*world 'medium'"):
         load_manifest(tmp_path / "bad.json")
+
+
+def test_stripe_shows_the_actors_orientation():
+    """Standard's stripe is long and thick enough to see at the CLIP's 4x4 token grid: turning a circle (whose outline
+    says nothing of its orientation) half a turn changes at least twice as many pixels as the first world's stripe."""
+    standard, hard = PRESETS["standard"].hand, PRESETS["hard"].hand
+    assert standard[0] >= 0.9 and standard[1] >= 2 * hard[1]
+
+    def changed(hand):
+        frames = []
+        for angle in (0.0, np.pi):
+            canvas = np.full((64, 64, 3), 200, np.uint8)
+            synth_render._draw(canvas, "circle", 32.0, 32.0, 9.6, angle, (220, 30, 30), (99, 13, 13), hand=hand)
+            frames.append(canvas.astype(int))
+        return int(np.any(np.abs(frames[0] - frames[1]) > 40, axis=-1).sum())
+
+    assert changed(standard) >= 2 * changed(hard) > 0
+
+
+def test_stale_world_revision_is_refused_naming_the_folder(tmp_path):
+    manifest = generate(tmp_path / "w", 4, seed=2, workers=1, progress=False, **SMALL)
+    assert manifest["world_revision"] == PRESETS["standard"].revision
+    assert json.loads((tmp_path / "w" / "generation.json").read_text())["world_revision"] == manifest["world_revision"]
+    del manifest["world_revision"]  # a standard world rendered before its stripe was thickened
+    (tmp_path / "w" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"world 'standard' revision 1.*renders revision 2; delete .*w to generate"):
+        load_manifest(tmp_path / "w")
+
+
+def test_cached_world_of_an_older_revision_is_rendered_again(tmp_path):
+    from actiondistill.data.sources import synthactions_manifest
+
+    path = synthactions_manifest(3, 64, 4, 0, progress=False, root=tmp_path)
+    stale = json.loads(path.read_text())
+    del stale["world_revision"]
+    path.write_text(json.dumps(stale))
+    (path.parent / "generation.json").unlink()  # a folder written before revisions
+    assert synthactions_manifest(3, 64, 4, 0, progress=False, root=tmp_path) == path
+    assert load_manifest(path)["world_revision"] == PRESETS["standard"].revision
 
 
 def test_cli_synth_world(tmp_path, capsys):

@@ -6,10 +6,15 @@ shared by every chapter (the cache key is everything that determines the generat
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
 from actiondistill.data.synth_world import DEFAULT_WORLD
+from actiondistill.io import read_json
 from actiondistill.paths import data_dir
+
+log = logging.getLogger(__name__)
 
 REAL_DATASETS = ("hmdb51", "ucf101")
 
@@ -22,12 +27,19 @@ def synthactions_dir(videos: int, size: int, frames: int, seed: int = 0, root: P
 
 def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: int = 0, progress: bool = True,
                           root: Path | None = None, world: str = DEFAULT_WORLD) -> Path:
-    """Generate the synthetic world of preset `world` once (resuming an interrupted one); return its manifest path."""
+    """Generate the synthetic world of preset `world` once (resuming an interrupted one); return its manifest path.
+
+    A cached world rendered by an older revision of its preset (`WorldPreset.revision`) is rendered again: this folder
+    is the project's own cache, and every cache keyed by the manifest follows the new one's bytes.
+    """
     from actiondistill.data.synthetic import generate, world_preset
 
-    world_preset(world)
+    revision = world_preset(world).revision
     out = synthactions_dir(videos, size, frames, seed, root, world)
     manifest = out / "manifest.json"
+    if manifest.is_file() and read_json(manifest).get("world_revision", 1) != revision:
+        log.warning("%s: rendered by an older revision of the %r world; rendering revision %d", out, world, revision)
+        shutil.rmtree(out)
     if not manifest.is_file():
         generate(out, videos=videos, size=size, frames=frames, seed=seed, progress=progress, world=world)
     return manifest

@@ -64,7 +64,7 @@ def render_clip(spec: ClipSpec, size: int = 64, frames: int = 32) -> np.ndarray:
                       d["angle"][t], d["colour"], d["rim"])
         if track["visible"][t]:
             _draw(canvas, spec.shape, pad + track["x"][t] * size, pad + track["y"][t] * size,
-                  track["radius"][t] * size, track["angle"][t], colour, rim, hand=True)
+                  track["radius"][t] * size, track["angle"][t], colour, rim, hand=PRESETS[spec.world].hand)
         for d in plan["distractors"]:
             if d["front"]:
                 _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,
@@ -145,18 +145,21 @@ def _main_track(spec: ClipSpec, s: np.ndarray, shake: np.ndarray):
     return x, y, angle, radius, visible
 
 
-def _draw(img, shape: str, cx: float, cy: float, radius: float, angle: float, colour, rim, hand: bool = False):
-    """A shape with a dark rim around it (not over it, so that small shapes keep their colour)."""
+def _draw(img, shape: str, cx: float, cy: float, radius: float, angle: float, colour, rim,
+          hand: tuple[float, float] | None = None):
+    """A shape with a dark rim around it (not over it, so that small shapes keep their colour); `hand` (length,
+    width in radii) adds the dark stripe from the centre that shows which way the object is turned."""
     c, s = math.cos(angle), math.sin(angle)
     unit = _SHAPES[shape]
     rotated = np.stack([unit[:, 0] * c - unit[:, 1] * s, unit[:, 0] * s + unit[:, 1] * c], axis=1)
     for r, fill in ((radius + max(1.0, 0.12 * radius), rim), (radius, colour)):
         points = rotated * r + (cx, cy)
         cv2.fillPoly(img, [np.rint(points * (1 << _SHIFT)).astype(np.int32)], fill, cv2.LINE_AA, _SHIFT)
-    if hand:
-        tip = (cx + 0.8 * radius * c, cy + 0.8 * radius * s)
+    if hand is not None:
+        length, width = hand
+        tip = (cx + length * radius * c, cy + length * radius * s)
         ends = [tuple(int(round(v * (1 << _SHIFT))) for v in p) for p in ((cx, cy), tip)]
-        cv2.line(img, ends[0], ends[1], _HAND, max(1, int(round(radius * 0.25))), cv2.LINE_AA, _SHIFT)
+        cv2.line(img, ends[0], ends[1], _HAND, max(1, int(round(radius * width))), cv2.LINE_AA, _SHIFT)
 
 
 def _draw_bar(canvas, occluder: dict, t: int, size: int, pad: int, canvas_size: int) -> None:

@@ -63,6 +63,8 @@ class WorldPreset:
     hops: tuple[int, int]  # bounces per clip, drawn from range(*hops)
     swings: tuple[int, int]  # zigzag periods per clip, drawn from range(*swings)
     zigzag_amplitude: tuple[float, float]
+    hand: tuple[float, float]  # length and width of the main object's dark stripe, in object radii
+    revision: int  # bumped whenever the preset's clips change for the same seeds; recorded in every manifest
 
 
 #: `standard`, the embedded profile's world, calibrated so that the book's models learn it on a 2-core CPU: the actor
@@ -75,12 +77,12 @@ PRESETS: dict[str, WorldPreset] = {
         radius={"small": 0.12, "medium": 0.15, "large": 0.18}, max_distractors=1,
         distractor_radius=(0.03, 0.045), distractor_moving=0.3, distractor_speed=(0.02, 0.06), occlusion=0.1,
         noise=(0.5, 2.0), max_jitter=1, lighting=0.4, scene_prior=0.5, hops=(2, 3), swings=(1, 2),
-        zigzag_amplitude=(0.08, 0.12)),
+        zigzag_amplitude=(0.08, 0.12), hand=(0.9, 0.5), revision=2),
     "hard": WorldPreset(
         radius={"small": 0.07, "medium": 0.095, "large": 0.125}, max_distractors=3,
         distractor_radius=(0.04, 0.065), distractor_moving=0.6, distractor_speed=(0.05, 0.2), occlusion=0.25,
         noise=(1.0, 6.0), max_jitter=3, lighting=1.0, scene_prior=0.0, hops=(2, 4), swings=(2, 4),
-        zigzag_amplitude=(0.05, 0.08)),
+        zigzag_amplitude=(0.05, 0.08), hand=(0.8, 0.25), revision=1),
 }
 DEFAULT_WORLD = "standard"
 

@@ -79,10 +79,11 @@ def generate(
     a folder is never resumed with different ones.
     """
     _check_arguments(videos, size, frames, fps, seed, splits, zeroshot_fraction)
-    world_preset(world)
     out = Path(out_dir)
+    revision = world_preset(world).revision
     params = {"videos": videos, "size": size, "frames": frames, "fps": fps, "seed": seed, "world": world,
-              "splits": list(splits), "zeroshot_fraction": zeroshot_fraction, "generator": "synthactions", "version": 1}
+              "world_revision": revision, "splits": list(splits), "zeroshot_fraction": zeroshot_fraction,
+              "generator": "synthactions", "version": 1}
     _claim_folder(out, params)
     classes = action_classes()
     plan = _plan(videos, seed, splits, zeroshot_fraction)
@@ -92,7 +93,8 @@ def generate(
             if not (out / path).is_file()]
     _render_all(todo, workers or os.cpu_count() or 1, progress)
     manifest = {
-        "version": 1, "generator": "synthactions", "world": world, "seed": seed, "size": size, "frames": frames,
+        "version": 1, "generator": "synthactions", "world": world, "world_revision": revision, "seed": seed,
+        "size": size, "frames": frames,
         "fps": fps,
         "classes": classes, "num_seen_classes": len(classes) - len(zeroshot_classes()),
         "zeroshot_classes": zeroshot_classes(), "attributes": {key: list(values) for key, values in ATTRIBUTES.items()},
@@ -134,8 +136,13 @@ def load_manifest(path_or_dir: str | os.PathLike) -> dict:
             fail(f"field {key!r} is missing or not a {kind.__name__}")
     if manifest["generator"] != "synthactions" or manifest["version"] != 1:
         fail(f"generator {manifest['generator']!r} version {manifest['version']!r} is not synthactions version 1")
-    if manifest_world(manifest) not in PRESETS:
+    world = manifest_world(manifest)
+    if world not in PRESETS:
         fail(f"world {manifest['world']!r} is not one of the presets {sorted(PRESETS)}")
+    revision = manifest.get("world_revision", 1)
+    if revision != PRESETS[world].revision:
+        fail(f"world {world!r} revision {revision}: its clips were rendered by another version of the generator, "
+             f"which now renders revision {PRESETS[world].revision}; delete {path.parent} to generate it again")
     classes, seen = manifest["classes"], manifest["num_seen_classes"]
     if not 0 < seen <= len(classes) or manifest["zeroshot_classes"] != classes[seen:]:
         fail("zeroshot_classes must be the classes after the first num_seen_classes")

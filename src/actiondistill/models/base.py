@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from actiondistill.models.backbones import get_tokenizer
 from actiondistill.models.prompts import check_label_list, format_prompts, validate_templates
+from actiondistill.models.text_encoding import encode_tokens
 
 _TEXT_CHUNK = 256
 _MAX_CACHED = 8
@@ -134,7 +135,7 @@ class VideoCLIP(nn.Module):
         chunks = range(0, len(prompts), _TEXT_CHUNK)
         show = self.progress and len(chunks) > 4
         out = [
-            self.backbone.encode_text(self.tokenizer(list(prompts[i : i + _TEXT_CHUNK])).to(device))
+            encode_tokens(self.backbone, self.tokenizer(list(prompts[i : i + _TEXT_CHUNK])).to(device))
             for i in tqdm(chunks, desc="text prompts", disable=not show, leave=False)
         ]
         return torch.cat(out, dim=0)
