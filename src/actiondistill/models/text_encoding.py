@@ -21,7 +21,7 @@ def encode_tokens(clip: CLIP, tokens: torch.Tensor, normalize: bool = False) -> 
     Falls back to `clip.encode_text` for a tower it cannot cut exactly: no causal mask (bidirectional text
     transformers) or a pooling other than `argmax`.
     """
-    if not _cuttable(clip) or tokens.shape[1] < 2:
+    if not _cuttable(clip):
         return clip.encode_text(tokens, normalize=normalize)
     length = int(tokens.argmax(dim=-1).max()) + 1
     tokens = tokens[:, :length]
