@@ -6,19 +6,19 @@ the text tower fine-tuned) on the same world and CLIP, for each `--epochs` budge
 closed-set and zero-shot top-1, the optimizer steps and the time. It is how the embedded profile's epochs and batch
 size were chosen: a teacher measured after too few steps is a measure of the budget, not of the method.
 
-    .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 1200] [--epochs 6 30] [--batch-size 32]
+    .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+from bench_world_ceiling import add_world_arguments, embedded_base
 
 from actiondistill.io import atomic_write_json
 
@@ -27,15 +27,11 @@ RESULT = Path(__file__).parent / "results" / "teacher_probe.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", default="standard", choices=["standard", "hard"])
-    parser.add_argument("--videos", type=int, default=1200)
+    add_world_arguments(parser)
     parser.add_argument("--models", nargs="+", default=["actionclip-meanp", "actionclip-transf"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[6, 30])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--pretrain", type=json.loads, default={},
-                        help='PretrainConfig overrides as JSON, e.g. \'{"base": {"epochs": 6}}\' (default: the recipe)')
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
@@ -43,14 +39,11 @@ def main() -> None:
     from actiondistill.config import from_dict
     from actiondistill.data.sources import synthactions_manifest
     from actiondistill.data.synthetic import world_preset
-    from actiondistill.features import FrameFeatureCache
-    from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     manifest = synthactions_manifest(args.videos, 64, 32, 0, progress=False, world=args.world)
-    clips = ensure_embedded_clips(manifest, from_dict(args.pretrain, cls=PretrainConfig), progress=True)
+    clips, features = embedded_base(manifest, args.pretrain)
     weights = clips["checkpoints"]["embedded-base"]
-    features = FrameFeatureCache(manifest, "embedded-base", weights, 64, dtype="bf16").get()
     rows = []
     for epochs in args.epochs:
         base = from_dict({

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from actiondistill.data.synth_world import DEFAULT_WORLD, PRESETS
 from actiondistill.io import atomic_write_json
 from actiondistill.pretrain.state import STATE_FIELDS
 
@@ -55,17 +56,29 @@ def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> tor
     return torch.tensor(np.stack(rows), dtype=torch.float32)
 
 
-def clip_features(manifest_path: Path, manifest: dict, clips: list[int], pick: list[int],
-                  pretrain: dict) -> torch.Tensor:
-    """(clips, FRAMES, D) cached embedded-base frame embeddings (those the chapters use), at cached positions `pick`."""
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The world and CLIP options the benchmarks on the embedded profile's world share."""
+    parser.add_argument("--world", default=DEFAULT_WORLD, choices=sorted(PRESETS))
+    parser.add_argument("--videos", type=int, default=2400, help="clips of the world (the embedded profile's)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--pretrain", type=json.loads, default={},
+                        help='PretrainConfig overrides as JSON, e.g. \'{"base": {"epochs": 6}}\' (default: the recipe)')
+
+
+def embedded_base(manifest_path: Path, pretrain: dict) -> tuple[dict, object]:
+    """The world's embedded CLIPs (`ensure_embedded_clips`, made first if missing) and the cached `embedded-base`
+    frame embeddings the chapters train on (a `FrameFeatures`)."""
     from actiondistill.config import from_dict
     from actiondistill.features import FrameFeatureCache
     from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
-    cfg = from_dict(pretrain, cls=PretrainConfig)
-    weights = ensure_embedded_clips(manifest_path, cfg, progress=True)["checkpoints"]["embedded-base"]
-    cache = FrameFeatureCache(manifest_path, "embedded-base", weights, manifest["size"], dtype="bf16")
-    features = cache.get()
+    clips = ensure_embedded_clips(manifest_path, from_dict(pretrain, cls=PretrainConfig), progress=True)
+    weights = clips["checkpoints"]["embedded-base"]
+    return clips, FrameFeatureCache(manifest_path, "embedded-base", weights, 64, dtype="bf16").get()
+
+
+def clip_features(features, manifest: dict, clips: list[int], pick: list[int]) -> torch.Tensor:
+    """(clips, FRAMES, D) of cached frame embeddings `features`, at cached positions `pick`."""
     return torch.stack([features.frames(features.index(manifest["clips"][i]["path"]), pick) for i in clips]).float()
 
 
@@ -115,12 +128,8 @@ def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", default="standard", choices=["standard", "hard"])
-    parser.add_argument("--videos", type=int, default=2400)
-    parser.add_argument("--seeds", type=int, default=3)
+    add_world_arguments(parser)
     parser.add_argument("--epochs", type=int, default=600, help="full-batch training steps of the MLP")
-    parser.add_argument("--pretrain", type=json.loads, default={},
-                        help='PretrainConfig overrides as JSON, e.g. \'{"base": {"epochs": 6}}\' (default: the recipe)')
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from actiondistill.data.sources import synthactions_manifest
@@ -140,8 +149,8 @@ def main() -> None:
     started = time.perf_counter()
     inputs = {"oracle": {s: oracle_features(manifest, split[s], indices) for s in split}}
     oracle_s = time.perf_counter() - started
-    inputs["embedded-base"] = {s: clip_features(manifest_path, manifest, split[s], pick, args.pretrain)
-                               for s in split}
+    _, features = embedded_base(manifest_path, args.pretrain)
+    inputs["embedded-base"] = {s: clip_features(features, manifest, split[s], pick) for s in split}
     inputs["embedded-base + step"] = {s: with_step(x) for s, x in inputs["embedded-base"].items()}
     noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0,
              "embedded-base + step": 0.0}

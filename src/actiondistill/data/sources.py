@@ -32,12 +32,12 @@ def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: i
     A cached world rendered by an older revision of its preset (`WorldPreset.revision`) is rendered again: this folder
     is the project's own cache, and every cache keyed by the manifest follows the new one's bytes.
     """
-    from actiondistill.data.synthetic import generate, world_preset
+    from actiondistill.data.synthetic import generate, manifest_revision, world_preset
 
     revision = world_preset(world).revision
     out = synthactions_dir(videos, size, frames, seed, root, world)
     manifest = out / "manifest.json"
-    if manifest.is_file() and read_json(manifest).get("world_revision", 1) != revision:
+    if manifest.is_file() and manifest_revision(read_json(manifest)) != revision:
         log.warning("%s: rendered by an older revision of the %r world; rendering revision %d", out, world, revision)
         shutil.rmtree(out)
     if not manifest.is_file():

@@ -55,6 +55,7 @@ def render_clip(spec: ClipSpec, size: int = 64, frames: int = 32) -> np.ndarray:
     pad, track, rng = plan["pad"], plan["track"], plan["rng"]
     colour = COLOURS[spec.colour]
     rim = tuple(int(0.45 * c) for c in colour)
+    hand = PRESETS[spec.world].hand
     video = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         canvas = plan["background"].copy()
@@ -64,7 +65,7 @@ def render_clip(spec: ClipSpec, size: int = 64, frames: int = 32) -> np.ndarray:
                       d["angle"][t], d["colour"], d["rim"])
         if track["visible"][t]:
             _draw(canvas, spec.shape, pad + track["x"][t] * size, pad + track["y"][t] * size,
-                  track["radius"][t] * size, track["angle"][t], colour, rim, hand=PRESETS[spec.world].hand)
+                  track["radius"][t] * size, track["angle"][t], colour, rim, hand=hand)
         for d in plan["distractors"]:
             if d["front"]:
                 _draw(canvas, d["shape"], pad + d["x"][t] * size, pad + d["y"][t] * size, d["radius"] * size,

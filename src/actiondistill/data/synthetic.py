@@ -38,7 +38,8 @@ __all__ = [
     "ATTRIBUTES", "COLOURS", "DEFAULT_WORLD", "ENCODER_OPTIONS", "PRESETS", "SPLITS", "ClipSpec", "Wave",
     "action_classes", "action_parts",
     "caption", "clip_path", "clip_seed", "clip_spec", "frame_ground_truth", "generate", "load_manifest", "render_clip",
-    "manifest_world", "reverse_action", "reversed_spec", "sample_spec", "world_preset", "zeroshot_classes",
+    "manifest_revision", "manifest_world", "reverse_action", "reversed_spec", "sample_spec", "world_preset",
+    "zeroshot_classes",
 ]  # fmt: skip
 
 SPLITS = ("train", "val", "test", "zeroshot")
@@ -113,6 +114,11 @@ def manifest_world(manifest: dict) -> str:
     return manifest.get("world", "hard")
 
 
+def manifest_revision(manifest: dict) -> int:
+    """The revision of its preset that rendered a manifest's clips; manifests older than revisions hold 1."""
+    return manifest.get("world_revision", 1)
+
+
 def clip_spec(manifest: dict, entry: dict) -> ClipSpec:
     """The spec of a manifest entry, rebuilt from its seed, label and the manifest's preset."""
     return sample_spec(entry["seed"], entry["label_text"], manifest_world(manifest))
@@ -139,7 +145,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> dict:
     world = manifest_world(manifest)
     if world not in PRESETS:
         fail(f"world {manifest['world']!r} is not one of the presets {sorted(PRESETS)}")
-    revision = manifest.get("world_revision", 1)
+    revision = manifest_revision(manifest)
     if revision != PRESETS[world].revision:
         fail(f"world {world!r} revision {revision}: its clips were rendered by another version of the generator, "
              f"which now renders revision {PRESETS[world].revision}; delete {path.parent} to generate it again")
