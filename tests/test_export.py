@@ -224,7 +224,8 @@ def test_export_command_json(tmp_path, capsys):
     out = tmp_path / "onnx"
     result_path = tmp_path / "result.json"
     argv = ["export", "--model", "actionclip-meanp", "--backbone", "embedded-tiny", "--frames", "2", "--out",
-            str(out), "--runtimes", "onnx", "--batch", "1", "--warmup", "0", "--iters", "1", "--no-progress"]
+            str(out), "--runtimes", "onnx", "--batch", "1", "--warmup", "0", "--iters", "1", "--no-progress",
+            "--random-weights"]
     assert main([*argv, "--json", str(result_path)]) == 0
     result = read_json(result_path)
     assert result["num_frames"] == 2 and result["runtimes"] == ["eager", "onnx"]
@@ -236,7 +237,7 @@ def test_export_command_json(tmp_path, capsys):
     assert "agreement with eager PyTorch" in text and "vs eager" in text
 
     assert main(["export", "--model", "xclip", "--backbone", "embedded-tiny", "--out", str(tmp_path / "x"),
-                 "--no-progress"]) == 2
+                 "--no-progress", "--random-weights"]) == 2
     assert "depend on the video" in capsys.readouterr().err
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from actiondistill.profiler import SWEEP_COLUMNS, environment, profile_model, sweep
+from actiondistill import profiler
+from actiondistill.profiler import LOAD_SPREAD, SWEEP_COLUMNS, environment, load_note, profile_model, sweep
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 
@@ -144,6 +147,8 @@ def test_sweep_table_rows_columns_and_speedup():
     assert (table["image_size"] == "8x8").all()
     assert table["params_backbone_m"].notna().all()
     assert (table["p50_ms"] <= table["p99_ms"]).all()
+    assert (table["latency_ms"] == table["p50_ms"]).all()  # one round: its median is the pooled one
+    assert table["round_medians_ms"].map(len).eq(1).all() and table["round_spread"].isna().all()
     # hand count for "small" (width 2, 8x8): conv 2*2*3*9 FLOPs per pixel per frame, head 2*2*3 per clip
     small = table[table["model"] == "small"].set_index(["frames", "batch"])["gflops"]
     for t, b in [(1, 1), (2, 3)]:
@@ -157,6 +162,96 @@ def test_sweep_table_rows_columns_and_speedup():
     assert no_backbone["image_size"].item() == "4x6" and no_backbone["gflops"].item() == pytest.approx(
         2 * 3 * 4 * 6 * 3 / 1e9
     )
+
+
+class _Clock:
+    """A fake time.perf_counter that only moves when a _Timed model runs: deterministic, and nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def _steady(call: int) -> float:
+    return 1.0
+
+
+class _Timed(nn.Module):
+    """A model whose every call takes `ms` on the fake clock, times `load(call)` for its 0-based call number."""
+
+    def __init__(self, clock: _Clock, ms: float, load: Callable[[int], float] = _steady) -> None:
+        super().__init__()
+        self.clock, self.ms, self.load, self.calls, self.image_size = clock, ms, load, 0, 2
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        self.clock.now += self.ms * self.load(self.calls) / 1000.0
+        self.calls += 1
+        return frames.mean()
+
+
+ITERS = 4
+
+
+def _timed_sweep(monkeypatch, loads: dict[str, Callable[[int], float]], rounds: int = 3):
+    """"slow" (20 ms, the reference) and "fast" (10 ms), slowed by `loads` (name -> load), taking `rounds` turns of
+    ITERS calls on the fake clock; no warm-up and no FLOP count, so call k of a model falls in round k // ITERS."""
+    clock = _Clock()
+    monkeypatch.setattr(profiler, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    models = {name: _Timed(clock, ms, loads.get(name, _steady)) for name, ms in (("slow", 20.0), ("fast", 10.0))}
+    return sweep(models, frames=(1,), batches=(1,), warmup=0, iters=ITERS, rounds=rounds, method="encode_video",
+                 count_flops=False, progress=False)
+
+
+def _in_round(r: int, factor: float) -> Callable[[int], float]:
+    return lambda call: factor if call // ITERS == r else 1.0
+
+
+@pytest.mark.parametrize("struck", [["slow", "fast"], ["fast"], ["slow"]])
+def test_a_loaded_round_moves_neither_the_latency_nor_the_ratio_and_is_flagged(monkeypatch, struck):
+    # round 1 takes 10x longer for whichever model(s) the load struck
+    table = _timed_sweep(monkeypatch, {name: _in_round(1, 10.0) for name in struck}).set_index("model")
+    assert table.loc["slow", "latency_ms"] == pytest.approx(20.0)
+    assert table.loc["fast", "latency_ms"] == pytest.approx(10.0)
+    assert table.loc["slow", "speedup_vs_first"] == 1.0
+    assert table.loc["fast", "speedup_vs_first"] == pytest.approx(2.0)
+    for name in struck:
+        true_ms = table.loc[name, "latency_ms"]
+        assert table.loc[name, "round_medians_ms"] == pytest.approx([true_ms, 10 * true_ms, true_ms])
+        assert table.loc[name, "round_spread"] == pytest.approx(9.0)
+    assert table["under_load"].to_dict() == {name: name in struck for name in ("slow", "fast")}
+    assert table.attrs["under_load"] is True and table.attrs["rounds"] == 3
+    assert "Under load" in load_note(table)
+
+
+def test_load_over_two_rounds_moves_the_pooled_p50_but_not_the_figures(monkeypatch):
+    # round 1 is 10x slower for both models, round 2 1.5x slower for the fast one alone
+    table = _timed_sweep(monkeypatch, {"slow": _in_round(1, 10.0),
+                                       "fast": lambda call: {1: 10.0, 2: 1.5}.get(call // ITERS, 1.0)})
+    table = table.set_index("model")
+    assert table.loc["slow", "p50_ms"] / table.loc["fast", "p50_ms"] == pytest.approx(20 / 15)  # pooled: misled
+    assert table.loc["fast", "speedup_vs_first"] == pytest.approx(2.0)  # per-round ratios 2, 2, 1.33
+    assert table["latency_ms"].tolist() == pytest.approx([20.0, 10.0])
+    assert table["under_load"].all()
+
+
+def test_undisturbed_rounds_are_not_flagged(monkeypatch):
+    table = _timed_sweep(monkeypatch, {"fast": _in_round(2, 1 + LOAD_SPREAD / 2)})  # slower, within the threshold
+    assert not table["under_load"].any() and table.attrs["under_load"] is False
+    assert table["round_spread"].tolist() == pytest.approx([0.0, LOAD_SPREAD / 2])
+    assert table["latency_ms"].tolist() == pytest.approx([20.0, 10.0])
+    assert table["speedup_vs_first"].tolist() == pytest.approx([1.0, 2.0])
+    assert "agree within" in load_note(table)
+
+
+def test_one_round_cannot_claim_to_be_clean(monkeypatch):
+    table = _timed_sweep(monkeypatch, {"fast": lambda call: 10.0 if call == 3 else 1.0}, rounds=1)
+    assert table.attrs["rounds"] == 1 and table.attrs["under_load"] is False
+    assert table["round_spread"].isna().all() and not table["under_load"].any()
+    assert table["latency_ms"].tolist() == pytest.approx([20.0, 10.0])  # the median shrugs off one slow call
+    assert table["speedup_vs_first"].tolist() == pytest.approx([1.0, 2.0])
+    assert "not checked" in load_note(table)
 
 
 def test_sweep_needs_an_image_size():

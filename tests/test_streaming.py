@@ -309,3 +309,30 @@ def test_streaming_on_cuda_equals_the_full_model(frames):
         with torch.no_grad():
             full = model.predict_proba(clip, LABELS)[0].cpu().numpy()
         np.testing.assert_allclose(p.probs, full, atol=1e-4)
+
+
+def test_pick_threads_keeps_the_fastest_setting_and_restores_nothing_else(monkeypatch):
+    """A fake encoder that is fastest at 2 threads: the start-up test must choose 2 and leave torch set to it."""
+    import time as time_module
+    from types import SimpleNamespace
+
+    import torch
+
+    from actiondistill.realtime import pick_threads
+
+    clock = {"now": 0.0}
+    cost_ms = {1: 9.0, 2: 4.0, 4: 6.0}
+
+    def encode_frame(image):
+        clock["now"] += cost_ms[torch.get_num_threads()] / 1e3
+
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock["now"])
+    fake = SimpleNamespace(encode_frame=encode_frame, model=SimpleNamespace(
+        backbone=SimpleNamespace(visual=SimpleNamespace(image_size=32))))
+    before = torch.get_num_threads()
+    try:
+        choice = pick_threads(fake, candidates=[1, 2, 4])
+        assert choice["threads"] == 2 == torch.get_num_threads() and choice["chosen_by"] == "start-up test"
+        assert choice["frame_ms"] == {1: 9.0, 2: 4.0, 4: 6.0}
+    finally:
+        torch.set_num_threads(before)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from actiondistill.cli import main
+from actiondistill.cli._model_args import RANDOM_WARNING
 from actiondistill.data.encode import write_video
 from actiondistill.data.synthetic import render_clip, sample_spec
 from actiondistill.engine.checkpoint import save_checkpoint
@@ -62,7 +63,9 @@ def trained(tmp_path_factory):
 
 
 def run_json(capsys, *argv: str) -> dict:
-    assert main(["zeroshot", *argv, "--no-progress", "--json"]) == 0
+    """The JSON of a zeroshot run; random weights unless the arguments name other weights."""
+    weights = [] if {"--checkpoint", "--pretrained", "--book-model"} & set(argv) else ["--random-weights"]
+    assert main(["zeroshot", *argv, *weights, "--no-progress", "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -85,15 +88,19 @@ def test_text_output_prints_one_line_per_prediction(clip_file, tmp_path, capsys)
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("# my classes\njuggling\nriding a bike\nwaving\n")
     code = main(["zeroshot", "--video", str(clip_file), "--labels-file", str(labels_file), "--frames", "4",
-                 "--stride", "4", "--smoothing", "0.5", "--no-progress", "--json", str(record)])
+                 "--stride", "4", "--smoothing", "0.5", "--no-progress", "--random-weights", "--threads", "1",
+                 "--json", str(record)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     saved = json.loads(record.read_text())
     assert saved["labels"] == LABELS and saved["smoothing"] == 0.5
-    assert len(lines) == len(saved["predictions"]) + 1 == 4
+    assert len(lines) == len(saved["predictions"]) + 2 == 5  # the predictions, the summary, its warning
     first = saved["predictions"][0]
     assert lines[0].startswith("[") and f"frame {first['frame']:6d}" in lines[0] and first["topk"][0][0] in lines[0]
-    assert "FPS" in lines[-1] and "latency p50" in lines[-1] and "stopped: source ended" in lines[-1]
+    summary = lines[-2]
+    assert "FPS" in summary and "latency p50" in summary and "stopped: source ended" in summary
+    assert "threads 1 (--threads)" in summary and "load average" in summary
+    assert lines[-1] == f"warning: {RANDOM_WARNING}"
 
 
 def test_fake_webcam(monkeypatch, capsys):
@@ -111,7 +118,7 @@ def test_a_camera_that_delivers_nothing_ends_cleanly(monkeypatch, capsys):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture([]))
-    assert main(["zeroshot", "--webcam", "1", "--labels", LABEL_TEXT, "--no-progress"]) == 0
+    assert main(["zeroshot", "--webcam", "1", "--labels", LABEL_TEXT, "--no-progress", "--random-weights"]) == 0
     assert "webcam 1: no frames processed (source ended)" in capsys.readouterr().out
 
 
@@ -119,7 +126,7 @@ def test_a_missing_webcam_is_a_clear_error(monkeypatch, capsys):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture([], opened=False))
-    assert main(["zeroshot", "--webcam", "9", "--labels", LABEL_TEXT]) == 2
+    assert main(["zeroshot", "--webcam", "9", "--labels", LABEL_TEXT, "--random-weights"]) == 2
     assert "webcam 9: cannot be opened" in capsys.readouterr().err
 
 
@@ -130,12 +137,13 @@ def test_bad_labels_are_refused(clip_file, capsys, labels, message):
 
 
 def test_bad_model_options_are_named(clip_file, capsys):
-    assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--model-option", "layers"]) == 2
+    assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--model-option", "layers",
+                 "--random-weights"]) == 2
     assert "--model-option 'layers': expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_missing_files_are_named(clip_file, tmp_path, capsys):
-    assert main(["zeroshot", "--video", str(tmp_path / "gone.mp4"), "--labels", LABEL_TEXT]) == 2
+    assert main(["zeroshot", "--video", str(tmp_path / "gone.mp4"), "--labels", LABEL_TEXT, "--random-weights"]) == 2
     assert "gone.mp4: no such file" in capsys.readouterr().err
     assert main(["zeroshot", "--video", str(clip_file), "--labels-file", str(tmp_path / "labels.txt")]) == 2
     assert "labels.txt: no such file" in capsys.readouterr().err
@@ -167,5 +175,185 @@ def test_a_checkpoint_for_another_model_names_the_keys(clip_file, trained, capsy
 
 
 def test_xclip_is_refused(clip_file, capsys):
-    assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--model", "xclip"]) == 2
+    assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--model", "xclip",
+                 "--random-weights"]) == 2
     assert "cross-frame attention" in capsys.readouterr().err
+
+
+@pytest.fixture
+def book_data(tmp_path, monkeypatch, trained):
+    """A data folder where chapters 2 and 3 have recorded their models: run folders with config.yaml and weights."""
+    import yaml
+
+    model, _, _ = trained
+    runs = {}
+    for role, stem in (("student", "backbone_swap"), ("teacher", "teacher_choice")):
+        run = tmp_path / "runs" / f"{role}-seed0"
+        run.mkdir(parents=True)
+        torch.manual_seed(7 if role == "teacher" else 3)
+        built = create_model("actionclip-transf", backbone="embedded-tiny", num_frames=4, fusion_layers=1)
+        save_weights(built if role == "teacher" else model, run / "model.pt")
+        (run / "config.yaml").write_text(yaml.safe_dump({
+            "model": {"name": "actionclip-transf", "backbone": "embedded-tiny", "kwargs": {"fusion_layers": 1}},
+            "data": {"dataset": "synthactions", "num_frames": 4}}))
+        weights = {"0": str(run / "model.pt")}
+        record = {"best": {"weights": weights}} if role == "student" else {"weights": weights}
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / f"{stem}-embedded.json").write_text(json.dumps(record))
+        runs[role] = run
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    return runs
+
+
+def test_no_options_use_the_book_student_and_say_so(clip_file, book_data, trained, capsys):
+    from actiondistill.io import file_sha256
+
+    argv = ["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--stride", "2", "--no-progress",
+            "--threads", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "weights: book student (chapter 3, profile embedded, seed 0)" in captured.err
+    assert "trained on the synthetic world: its labels, not real actions" in captured.err
+    first = run_json(capsys, *argv[1:-2], "--book-model", "student")
+    second = run_json(capsys, *argv[1:-2], "--book-model", "student")
+    assert first["model"] == "actionclip-transf" and first["num_frames"] == 4  # from the run's config.yaml
+    assert first["weights"]["source"] == "book student"
+    assert first["weights"]["sha256"] == file_sha256(book_data["student"] / "model.pt")
+    assert [p["topk"] for p in first["predictions"]] == [p["topk"] for p in second["predictions"]]
+    expected = StreamingRecognizer(trained[0], LABELS, num_frames=4, stride=2, topk=3).run(video_source(clip_file),
+                                                                                           progress=False)
+    assert [row[0][0] for row in (p["topk"] for p in first["predictions"])] == [p.label for p in expected.predictions]
+    teacher = run_json(capsys, *argv[1:-2], "--book-model", "teacher")
+    assert teacher["weights"]["source"] == "book teacher"
+    assert teacher["weights"]["sha256"] == file_sha256(book_data["teacher"] / "model.pt")
+
+
+def test_a_run_folder_or_a_record_brings_its_config(clip_file, book_data, tmp_path, capsys):
+    from_folder = run_json(capsys, "--video", str(clip_file), "--labels", LABEL_TEXT, "--checkpoint",
+                           str(book_data["teacher"]))
+    from_record = run_json(capsys, "--video", str(clip_file), "--labels", LABEL_TEXT, "--checkpoint",
+                           str(tmp_path / "results" / "teacher_choice-embedded.json"))
+    for out in (from_folder, from_record):
+        assert out["model"] == "actionclip-transf" and out["backbone"] == "embedded-tiny" and out["num_frames"] == 4
+        assert out["weights"]["file"] == str(book_data["teacher"] / "model.pt")
+    assert [p["topk"] for p in from_folder["predictions"]] == [p["topk"] for p in from_record["predictions"]]
+
+
+def test_without_a_built_book_the_error_says_what_to_pass(clip_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--book-model student --profile embedded: no trained model yet" in err
+    assert "run chapter 3" in err and "--random-weights" in err
+
+
+def test_random_weights_only_with_their_flag_and_a_warning(clip_file, capsys):
+    out = run_json(capsys, "--video", str(clip_file), "--labels", LABEL_TEXT)
+    assert out["weights"]["source"] == "random" and out["weights"]["sha256"] is None
+    assert RANDOM_WARNING in out["warnings"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--webcam", "-1"], "--webcam -1: expected a camera index >= 0"),
+    (["--video", ""], "--video '': expected the path of a video file"),
+    (["--stride", "0"], "--stride 0: expected an integer >= 1"),
+    (["--frames", "0"], "--frames 0: expected an integer >= 1"),
+    (["--smoothing", "1.5"], "--smoothing 1.5: expected an EMA factor in (0, 1]"),
+    (["--model-option", "no_such_option=1"], "--model-option no_such_option=1: not accepted by actionclip-meanp"),
+    (["--model", "actionclip-transf", "--model-option", "fusion_layers=two"],
+     "--model-option fusion_layers=two: not accepted by actionclip-transf"),
+])
+def test_bad_values_name_the_flag_in_one_line(clip_file, capsys, argv, message):
+    source = [] if "--webcam" in argv or "--video" in argv else ["--video", str(clip_file)]
+    assert main(["zeroshot", *source, *argv, "--labels", LABEL_TEXT, "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_labels_files_that_are_folders_or_binary_are_named(clip_file, tmp_path, capsys):
+    assert main(["zeroshot", "--video", str(clip_file), "--labels-file", str(tmp_path)]) == 2
+    assert f"--labels-file {tmp_path}: is a folder" in capsys.readouterr().err
+    binary = tmp_path / "labels.bin"
+    binary.write_bytes(b"\xff\xfe\x00jump")
+    assert main(["zeroshot", "--video", str(clip_file), "--labels-file", str(binary)]) == 2
+    assert f"--labels-file {binary}: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_quoted_label_keeps_its_comma_and_one_label_is_warned(clip_file, capsys):
+    out = run_json(capsys, "--video", str(clip_file), "--labels", '"pouring, stirring", waving')
+    assert out["labels"] == ["pouring, stirring", "waving"]
+    single = run_json(capsys, "--video", str(clip_file), "--labels", "waving")
+    assert any("one label ('waving'): its probability is always 1.00" in w for w in single["warnings"])
+
+
+def test_a_video_shorter_than_the_window_says_why(clip_file, capsys):
+    out = run_json(capsys, "--video", str(clip_file), "--labels", LABEL_TEXT, "--frames", "16")
+    assert out["predictions"] == []
+    assert any("the source gave 12 frames, fewer than the 16-frame window" in w for w in out["warnings"])
+
+
+def test_a_file_corrupt_mid_stream_exits_2_naming_file_and_frame(tmp_path, capsys):
+    frames = np.random.default_rng(0).integers(0, 256, (120, 64, 64, 3), dtype=np.uint8)
+    good = write_video(tmp_path / "good.mp4", frames, fps=25) or tmp_path / "good.mp4"
+    data = bytearray(good.read_bytes())
+    data[int(len(data) * 0.35):int(len(data) * 0.6)] = bytes(int(len(data) * 0.6) - int(len(data) * 0.35))
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bytes(data))
+    record = tmp_path / "out.json"
+    code = main(["zeroshot", "--video", str(corrupt), "--labels", LABEL_TEXT, "--random-weights", "--no-progress",
+                 "--threads", "1", "--json", str(record)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {corrupt}: decoding" in err and "frame" in err
+    saved = json.loads(record.read_text())
+    assert 0 < saved["stats"]["frames"] < 120 and saved["error"] == saved["stats"]["error"]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """A 60 s clip at 25 FPS (a square crossing the frame): long enough to still be streaming when a test stops it."""
+    frames = np.zeros((1500, 32, 32, 3), dtype=np.uint8)
+    for t in range(len(frames)):
+        x = t % 24
+        frames[t, 8:16, x:x + 8] = 255
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_video(path, frames, fps=25)
+    return path
+
+
+def zeroshot_process(*argv: str, **kwargs):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "actiondistill", "zeroshot", *argv, "--labels", LABEL_TEXT,
+                             "--random-weights", "--threads", "1", "--no-progress"], env=env, text=True, **kwargs)
+
+
+def test_ctrl_c_ends_a_stream_with_its_summary_and_json(long_clip, tmp_path):
+    import signal
+    import subprocess
+
+    record = tmp_path / "out.json"
+    process = zeroshot_process("--video", str(long_clip), "--stride", "1", "--json", str(record),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # the first prediction: the stream is running
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert first.startswith("[") and process.returncode == 130
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+    assert "predictions over" in out  # the summary
+    saved = json.loads(record.read_text())
+    assert saved["stats"]["interrupted"] and 0 < saved["stats"]["frames"] < 1500 and saved["predictions"]
+
+
+def test_a_closed_pipe_ends_quietly(long_clip):
+    import subprocess
+
+    process = zeroshot_process("--video", str(long_clip), "--stride", "1", stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()  # what `| head -1` does after its line
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141 and "Traceback" not in err and "BrokenPipe" not in err

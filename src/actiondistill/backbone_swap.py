@@ -106,7 +106,7 @@ def prepare_inits(teacher_backbone: str, teacher_pretrained: str | os.PathLike, 
 
 def _inherited(teacher_backbone: str, teacher_pretrained: str | os.PathLike, student_backbone: str,
                root: Path) -> InitBackbone:
-    from actiondistill.features import file_sha256
+    from actiondistill.io import file_sha256
     from actiondistill.models.backbones import backbone_config
     from actiondistill.models.pretrained import resolve_pretrained
 

@@ -474,8 +474,11 @@ def latency_table(specs: Mapping[str, Mapping[str, Any]], class_texts: Sequence[
 def final_table(models: pd.DataFrame, latency: pd.DataFrame, frames: int, throughput_batch: int = 1) -> pd.DataFrame:
     """One row per model of the book (`collect` with `architectures` applied; the first model is the teacher):
     seeds, top-1 and zero-shot top-1 (mean, std), image-encoder and total parameters (M), GFLOPs (2 x MAC), latency
-    p50 at batch 1 and throughput (clips/s at `throughput_batch`) at `frames` frames, the speed-up over the
-    teacher, the drop in points from the teacher's top-1, and the architecture."""
+    (`latency_ms`, the fastest round's median) at batch 1 and throughput (clips/s at `throughput_batch`) at `frames`
+    frames, the speed-up over the teacher, the drop in points from the teacher's top-1, and the architecture.
+
+    The speed-up comes from the sweep's per-round ratios (`speedup_vs_first`), taken against the teacher's
+    architecture, so load that struck one round moves it least (`profiler.sweep`)."""
     grouped = models.groupby("model", sort=False)
     table = grouped.agg(chapter=("chapter", "first"), arch=("arch_name", "first"), seeds=("seed", "size"),
                         top1_mean=("top1", "mean"), top1_std=("top1", "std"), zs_top1_mean=("zs_top1", "mean"),
@@ -486,11 +489,12 @@ def final_table(models: pd.DataFrame, latency: pd.DataFrame, frames: int, throug
     missing = sorted((set(table["arch"]) - set(one.index)) | (set(table["arch"]) - set(many.index)))
     if missing:
         raise ValueError(f"latency: no rows at {frames} frames (batch 1 and {throughput_batch}) for {missing}")
-    for column in ("params_backbone_m", "params_total_m", "gflops", "p50_ms"):
+    for column in ("params_backbone_m", "params_total_m", "gflops", "latency_ms"):
         table[column] = table["arch"].map(one[column]).to_numpy()
     table["throughput_clips_s"] = table["arch"].map(many["throughput_clips_s"]).to_numpy()
     teacher = table.iloc[0]
-    table["speedup"] = teacher["p50_ms"] / table["p50_ms"]
+    speedup = one["speedup_vs_first"]  # against the sweep's first architecture: re-based on the teacher's
+    table["speedup"] = table["arch"].map(speedup).to_numpy() / speedup[teacher["arch"]]
     table["drop"] = teacher["top1_mean"] - table["top1_mean"]
     return table
 

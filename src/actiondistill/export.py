@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from actiondistill.features import file_sha256
-from actiondistill.io import atomic_write_json, read_json
+from actiondistill.io import atomic_write_json, file_sha256, read_json
 from actiondistill.models.base import VideoCLIP
 from actiondistill.models.prompts import check_label_list, format_prompts, validate_templates
 
@@ -601,9 +600,9 @@ def runtime_table(model: VideoCLIP, runtimes: Sequence[str] = RUNTIMES, *, out_d
     torch.compile recompile during the warm-up calls (untimed), which is why `warmup` must be >= 1 with "compile".
 
     Returns:
-        the sweep's DataFrame (`runtime` column; `speedup_vs_first` = eager p50 / this p50) with attrs
-        "environment", "columns", "agreement" (runtime -> verify_runtime result), "compile" (mode, backend, compile
-        seconds, runtime actually used, fallback reason) and "export" (the ONNX manifest).
+        the sweep's DataFrame (`runtime` column; `speedup_vs_first`: eager's time over this runtime's, the median
+        of per-round ratios) with `sweep`'s attrs and "agreement" (runtime -> verify_runtime result), "compile"
+        (mode, backend, compile seconds, runtime actually used, fallback reason) and "export" (the ONNX manifest).
     """
     from actiondistill.profiler import resolve_device, sweep
 

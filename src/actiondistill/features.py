@@ -16,7 +16,6 @@ manifest file and the frame size, so new weights or a regenerated world never re
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from actiondistill.data.sampling import FrameSampler
 from actiondistill.engine.wrapper import DatasetWrapper
-from actiondistill.io import atomic_save, read_json
+from actiondistill.io import atomic_save, file_sha256, read_json
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,6 @@ log = logging.getLogger(__name__)
 FEATURES_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_file(path: str | os.PathLike) -> Path:

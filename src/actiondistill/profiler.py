@@ -3,6 +3,8 @@
 Speed claims ("1.73x faster") only mean something when every model is timed by the same code, on the same machine,
 in the same run: `profile_model` measures one model, `sweep` runs several side by side over frame counts and batch
 sizes and reports the speed-up against the first one, `environment` records the machine next to the numbers.
+On a machine shared with other work, `sweep`'s rounds make its figures robust to other processes' load and flag
+the rows that load disturbed (`LOAD_SPREAD`, `load_note`).
 A row's `runtime` says what ran the model (eager PyTorch, torch.compile, onnxruntime: actiondistill.export), so
 one table holds a model and its faster runtimes side by side.
 
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +36,15 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("model", "end_to_end")
+#: A row whose per-round medians differ by more than this fraction of the fastest ((max - min) / min) is flagged
+#: `under_load`: on an otherwise idle machine repeated medians agree within a few percent, so a wider spread means
+#: other processes took the processor during some rounds.
+LOAD_SPREAD = 0.2
 
 #: What every column of `sweep`'s table means (also stored in DataFrame.attrs["columns"]).
 SWEEP_COLUMNS = {
@@ -48,18 +57,25 @@ SWEEP_COLUMNS = {
     "device": "torch device the model ran on",
     "dtype": "fp32, or fp16/bf16 autocast (mixed precision, weights kept in fp32)",
     "mode": "model: the model call on ready input tensors; end_to_end: decode + transform + model",
-    "p50_ms": "median latency of one call (ms)",
+    "latency_ms": "the headline latency of one call (ms): the lowest of the per-round medians (round_medians_ms), "
+                  "since load from other processes only ever adds time",
+    "p50_ms": "median latency of one call over every round's calls pooled (ms)",
     "p90_ms": "90th percentile latency (ms)",
     "p99_ms": "99th percentile latency (ms)",
     "mean_ms": "mean latency (ms)",
     "min_ms": "fastest call (ms): the one least disturbed by other processes on a shared machine",
+    "round_medians_ms": "median latency of each round's calls (ms), one per round",
+    "round_spread": "(max - min) / min of round_medians_ms: how much the rounds disagree (NaN with one round)",
+    "under_load": f"round_spread above LOAD_SPREAD ({LOAD_SPREAD:.0%}): other processes disturbed some rounds (False "
+                  "with one round, which cannot tell: see DataFrame.attrs['rounds'])",
     "throughput_clips_s": "clips per second = batch * 1000 / mean_ms",
     "gflops": "GFLOPs (2 x MAC) of one call (whole batch), from FlopCounterMode; counted on eager rows only (NaN "
               "otherwise: the counter sees eager torch operators, not a compiled graph's or onnxruntime's kernels)",
     "params_total_m": "parameters of the whole model (millions)",
     "params_backbone_m": "parameters of the backbone sub-module (millions; NaN when the model has none)",
     "peak_mem_mb": "peak memory (MB): CUDA max_memory_allocated on GPU, peak resident set size of the process on CPU",
-    "speedup_vs_first": "p50 of the first model at the same frames/batch divided by this row's p50",
+    "speedup_vs_first": "the median over rounds of (the first model's round median at the same frames/batch) / (this "
+                        "row's round median), each ratio from two measurements taken back to back in one round",
 }
 
 InputSpec = Sequence[int] | Callable[[int], Any] | Tensor
@@ -361,6 +377,38 @@ def _pooled(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "peak_mem_mb": max(run["peak_mem_mb"] for run in runs)}
 
 
+def _round_figures(medians: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
+    """A row's load-robust figures from its per-round medians and the reference model's of the same rounds.
+
+    Load from other processes only ever adds time, so the fastest round is the closest to the model's own cost.
+    A ratio is taken within a round, where both models ran back to back under the same conditions, and the median
+    over rounds discards a round in which load struck only one of the two.
+    """
+    own, ref = np.asarray(medians, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    fastest = float(own.min())
+    spread = float((own.max() - fastest) / fastest) if len(own) > 1 else math.nan
+    return {
+        "latency_ms": fastest,
+        "round_medians_ms": own.tolist(),
+        "round_spread": spread,
+        "under_load": spread > LOAD_SPREAD,  # False for NaN: one round cannot tell
+        "speedup_vs_first": float(np.median(ref / own)),
+    }
+
+
+def load_note(table: pd.DataFrame) -> str:
+    """One sentence for a reader of `sweep`'s table: whether other processes disturbed its timing."""
+    rounds = table.attrs.get("rounds", 1)
+    if rounds < 2:
+        return "One round per model: whether other processes disturbed the timing was not checked."
+    loaded = int(table["under_load"].sum())
+    if not loaded:
+        return f"The {rounds} rounds agree within {LOAD_SPREAD:.0%} on every row: no sign of other processes' load."
+    return (f"Under load: on {loaded} of {len(table)} rows the {rounds} rounds' medians differ by more than "
+            f"{LOAD_SPREAD:.0%}, so other processes took the machine during some rounds; each latency is the fastest "
+            "round's median and each speed-up the median of per-round ratios, which such load moves least.")
+
+
 def _image_hw(name: str, model: nn.Module, image_size: ImageSize) -> tuple[int, int]:
     """(H, W) for a model: from the argument (one size, or per model name) or the model's `image_size` attribute."""
     size = image_size.get(name) if isinstance(image_size, Mapping) else image_size
@@ -400,9 +448,12 @@ def sweep(
     For each frame count the models are built (a factory is called as factory(frames); a ready nn.Module is used
     for every frame count), then for each batch every model is timed back to back, so the `speedup_vs_first`
     ratios compare measurements taken under the same machine conditions. With rounds > 1 the models take turns
-    `rounds` times (`iters` calls each per turn, warm-up and FLOP count in the first turn only) and each row pools
-    its turns: on a machine shared with other processes, load that comes and goes then spreads over every model
-    instead of landing on whichever happened to run at the time.
+    `rounds` times (`iters` calls each per turn, warm-up and FLOP count in the first turn only). Load from other
+    processes that comes and goes then lands on some rounds, not on whichever model happened to run at the time,
+    and each row's figures discount it: `latency_ms` is the lowest per-round median (load only adds time),
+    `speedup_vs_first` the median over rounds of the reference's round median over this row's. Rows whose round
+    medians spread more than LOAD_SPREAD are flagged `under_load`. The pooled statistics (p50_ms, p90_ms, ...)
+    still cover every round's calls.
 
     Args:
         models: name -> model or factory(frames) -> model; the first entry is the speed-up reference.
@@ -417,14 +468,16 @@ def sweep(
             `profile_model`) and make_inputs/method must be left out.
         backbone: dotted name of the sub-module counted as params_backbone_m (NaN where a model lacks it); None to
             skip.
-        rounds: turns of timed calls per model (see above); every row then holds rounds * iters latencies.
+        rounds: turns of timed calls per model (see above); every row then holds rounds * iters latencies. One
+            round cannot tell load from the model's own cost: use 3 or more on a shared machine.
         runtimes: name -> the `runtime` column of its rows ("eager", "compile", "onnx"; default "eager" for every
             model). FLOPs are counted on eager rows only.
         progress: progress bar over the sweep.
 
     Returns:
         One row per (model, frames, batch) with the columns of SWEEP_COLUMNS; DataFrame.attrs holds "columns"
-        (their meaning) and "environment" (see `environment`).
+        (their meaning), "environment" (see `environment`), "rounds", "load_spread" (LOAD_SPREAD) and
+        "under_load" (True when any row is; never True with one round, so read it with "rounds").
     """
     import pandas as pd
 
@@ -469,24 +522,22 @@ def sweep(
                                                     count_flops=count_flops and turn == 0
                                                     and runtime[name] == "eager"))
                     bar.update(1)
+            reference = [run["p50_ms"] for run in runs[names[0]]]
             for name in names:
                 res = _pooled(runs[name])
                 hw = sizes[name]
                 row = {"model": name, "runtime": runtime[name], "frames": t, "batch": b,
                        "image_size": f"{hw[0]}x{hw[1]}"}
                 row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
+                row.update(_round_figures([run["p50_ms"] for run in runs[name]], reference))
                 row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
                 row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
                 rows.append(row)
         del built, calls
     bar.close()
-    table = pd.DataFrame(rows)
-    reference = table.loc[table["model"] == names[0], ["frames", "batch", "p50_ms"]]
-    table = table.merge(reference.rename(columns={"p50_ms": "_reference_p50"}), on=["frames", "batch"], how="left")
-    table["speedup_vs_first"] = table["_reference_p50"] / table["p50_ms"]
-    table = table[list(SWEEP_COLUMNS)]
-    table.attrs["columns"] = dict(SWEEP_COLUMNS)
-    table.attrs["environment"] = environment()
+    table = pd.DataFrame(rows)[list(SWEEP_COLUMNS)]
+    table.attrs.update(columns=dict(SWEEP_COLUMNS), environment=environment(), rounds=rounds, load_spread=LOAD_SPREAD,
+                       under_load=bool(table["under_load"].any()))
     return table
 
 
@@ -557,7 +608,7 @@ PROFILE_COLUMNS = {
     **{key: text for key, text in SWEEP_COLUMNS.items() if key != "model"},
     "params_backbone_m": "parameters of the CLIP image encoder (backbone.visual), the part run on every frame "
                          "(millions; NaN for models without one)",
-    "speedup_vs_first": "p50 of the first backbone at the same frames/batch divided by this row's p50",
+    "speedup_vs_first": SWEEP_COLUMNS["speedup_vs_first"].replace("first model", "first backbone"),
 }
 
 
@@ -662,8 +713,8 @@ def profile_backbones(
 
     Returns:
         pandas DataFrame with the columns of PROFILE_COLUMNS, one row per (backbone, frames, batch); attrs hold
-        "columns" (their meaning), "environment" (see `environment`), "video" (the decoded clip's facts, None in
-        model mode) and "note" (what was and was not timed).
+        "columns" (their meaning), "environment", "rounds", "load_spread" and "under_load" (see `sweep`), "video"
+        (the decoded clip's facts, None in model mode) and "note" (what was and was not timed).
     """
     from actiondistill.models.backbones import backbone_config, list_backbones
     from actiondistill.models.compressed_nets import MODALITY_CHANNELS
@@ -729,10 +780,10 @@ def profile_backbones(
             warmup=warmup, iters=iters, backbone="backbone.visual", count_flops=count_flops, rounds=rounds, seed=seed,
             progress=progress, **timing,
         )
-    env = table.attrs["environment"]
+    attrs = dict(table.attrs)
     table = table.rename(columns={"model": "backbone"})
     table.insert(0, "model", model)
-    table.attrs.update(columns=dict(PROFILE_COLUMNS), environment=env, video=facts,
+    table.attrs.update(attrs, columns=dict(PROFILE_COLUMNS), video=facts,
                        note=TEXT_ENCODER_NOTE if clip else "timed: the forward of the I-frame, motion-vector and "
                        "residual networks with all 12 internal classifiers, on random segments")
     return table

@@ -359,7 +359,7 @@ def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: 
 
 
 def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32),
-                  fusion_layers: int = 2, device: str = "cpu", warmup: int = 2, iters: int = 8,
+                  fusion_layers: int = 2, device: str = "cpu", warmup: int = 2, iters: int = 8, rounds: int = 3,
                   progress: bool = True) -> pd.DataFrame:
     """Latency (batch 1) of classifying one clip of pixels among `class_texts`, per candidate and frame count.
 
@@ -367,7 +367,10 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
     deployment): the image encoder on every frame, the model's temporal part, and for X-CLIP its per-video prompt
     generator. Every model is built with one template, which shortens the untimed text encoding; per clip, each
     further template would add one (C, D) product over cached embeddings, negligible beside the image encoder.
-    Random weights: latency does not depend on their values. Rows as `profiler.sweep` returns them.
+    Random weights: latency does not depend on their values. The candidates take `rounds` turns, so a burst of
+    load from other processes cannot make one of them look several times slower than models of the same cost
+    (`profiler.sweep`: read `latency_ms` and `speedup_vs_first`; `under_load` flags rows the load reached). Rows as
+    `sweep` returns them.
     """
     import torch
 
@@ -386,8 +389,8 @@ def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str
 
     side = backbone_config(backbone)["vision_cfg"]["image_size"]
     return sweep({name: factory(name) for name in names}, frames=frames, batches=(1,), image_size=side,
-                 device=device, warmup=warmup, iters=iters, method="predict_proba", make_inputs=inputs,
-                 backbone="backbone.visual", progress=progress)
+                 device=device, warmup=warmup, iters=iters, rounds=rounds, method="predict_proba",
+                 make_inputs=inputs, backbone="backbone.visual", progress=progress)
 
 
 def choice_path(profile: str, results_dir: str | Path | None = None) -> Path:

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": spec["name"],
         "backbone": spec["backbone"],
         "checkpoint": args.checkpoint,
+        "weights": spec["weights"].summary(),
         "num_frames": spec["num_frames"],
         "out": args.out,
         "files": {name: info["path"] for name, info in export["files"].items()},
@@ -88,8 +89,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_text(result: dict) -> str:
+    weights = result["weights"]
     lines = [f"{result['model']} on {result['backbone']}, {result['num_frames']} frames: exported to {result['out']} "
-             f"({', '.join(result['files'].values())}, export.json)", "agreement with eager PyTorch:"]
+             f"({', '.join(result['files'].values())}, export.json)",
+             f"weights: {weights['source']} {weights['file'] or ''} ({weights['knows']})".replace("  ", " "),
+             "agreement with eager PyTorch:"]
     for runtime, check in result["agreement"].items():
         video, text = check["video"], check["text"]
         lines.append(f"  {runtime:<8} video: max |diff| {video['max_abs_diff']:.2e}, min cosine "

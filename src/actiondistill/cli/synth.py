@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from actiondistill.data.synthetic import MANIFEST, SPLITS, clip_path, generate
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out}: is a file; expected a folder (a new one, or one to resume)")
     reused = sum((args.out / clip_path(i)).is_file() for i in range(max(args.videos, 0)))
     start = time.perf_counter()
     manifest = generate(args.out, args.videos, size=args.size, frames=args.frames, fps=args.fps, seed=args.seed,

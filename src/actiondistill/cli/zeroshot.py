@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from actiondistill.cli._model_args import DEFAULT_FRAMES, add_model_arguments, build_model
+from actiondistill.cli._model_args import DEFAULT_FRAMES, RANDOM_WARNING, add_model_arguments, build_model
 
 HELP = "zero-shot action recognition on a video file or webcam with free-text labels, streamed in real time"
 
@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--video", metavar="FILE", help="a video file, decoded frame by frame")
     source.add_argument("--webcam", type=int, metavar="N", help="an OpenCV camera index (0 is the default camera)")
     labels = parser.add_mutually_exclusive_group(required=True)
-    labels.add_argument("--labels", help='comma-separated labels, e.g. "juggling, riding a bike, waving"')
+    labels.add_argument("--labels", help='comma-separated labels, e.g. "juggling, riding a bike, waving"; a label '
+                        'with a comma goes in double quotes: \'"pouring, stirring", waving\'')
     labels.add_argument("--labels-file", metavar="FILE", help="labels separated by new lines or commas; '#' comments")
     add_model_arguments(parser, f"frames per window (default: the model's, else {DEFAULT_FRAMES})")
     parser.add_argument("--stride", type=int, default=4, help="emit a prediction every N frames (default 4)")
@@ -29,49 +30,113 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds without a frame before the source counts as stalled (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); one frame at a "
-                        "time gains little from more, and on a busy machine 1 is often fastest")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: the fastest of 1, 2 and all "
+                        "cores, timed on a few frames at start-up; on a busy machine that is often 1)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def run(args: argparse.Namespace) -> dict:
+    import os
+
     import torch
     from tqdm.auto import tqdm
 
-    from actiondistill.realtime import StreamingRecognizer, parse_labels, video_source, webcam_source
+    from actiondistill.cli import EXIT_ERROR, EXIT_INTERRUPTED, StoppedEarly
+    from actiondistill.realtime import StreamingRecognizer, parse_labels, pick_threads, video_source, webcam_source
 
+    check_options(args)
     labels = parse_labels(_label_text(args))
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads {args.threads}: expected >= 1")
         torch.set_num_threads(args.threads)
-    model, spec = build_model(args)
-    recognizer = StreamingRecognizer(model, labels, num_frames=args.frames, stride=args.stride,
-                                     smoothing=args.smoothing, device=args.device, topk=args.topk)
-    if args.video is not None:
-        source, source_name = video_source(args.video, timeout=args.timeout), str(args.video)
-    else:
-        source, source_name = webcam_source(args.webcam, timeout=args.timeout), f"webcam {args.webcam}"
+    source = video_source(args.video, timeout=args.timeout) if args.video is not None else None  # fail before
+    try:  # building the model when the file cannot be read
+        model, spec = build_model(args)
+        model.progress = not args.no_progress
+        recognizer = StreamingRecognizer(model, labels, num_frames=args.frames, stride=args.stride,
+                                         smoothing=args.smoothing, device=args.device, topk=args.topk)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
+    threads = {"threads": args.threads, "chosen_by": "--threads"}
+    if args.threads is None and recognizer.device.type == "cpu":
+        threads = pick_threads(recognizer)
+    weights = spec["weights"]
     live = args.json != "-"
+    if live:
+        print(f"{spec['name']} on {spec['backbone']}; {weights.line()}; {threads_text(threads)}", file=sys.stderr)
+    if source is None:
+        source = webcam_source(args.webcam, timeout=args.timeout)
+    source_name = str(args.video) if args.video is not None else f"webcam {args.webcam}"
 
     def show(prediction) -> None:
         tqdm.write(format_prediction(prediction.to_dict()), file=sys.stdout)
 
     result = recognizer.run(source, max_frames=args.max_frames, on_prediction=show if live else None,
                             progress=not args.no_progress)
-    return {
+    out = {
         "source": source_name,
         "model": spec["name"],
         "backbone": spec["backbone"],
         "checkpoint": args.checkpoint,
+        "weights": weights.summary(),
         "labels": labels,
         "num_frames": recognizer.num_frames,
         "stride": recognizer.stride,
         "smoothing": recognizer.smoothing,
         "threads": torch.get_num_threads(),
+        "threads_choice": threads,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "warnings": warnings_of(labels, recognizer.num_frames, result.stats, weights),
         "predictions": [p.to_dict() for p in result.predictions],
         "stats": result.stats,
     }
+    if result.stats.get("interrupted"):
+        raise StoppedEarly(out, "interrupted (Ctrl-C): the summary covers the frames before it", EXIT_INTERRUPTED)
+    if result.stats.get("error"):
+        raise StoppedEarly(out, result.stats["error"], EXIT_ERROR)
+    return out
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse bad values before anything is opened or built, naming the flag as the user typed it."""
+    if args.video is not None and not str(args.video).strip():
+        raise ValueError("--video '': expected the path of a video file")
+    if args.video is not None and Path(args.video).is_dir():
+        raise ValueError(f"--video {args.video}: is a folder; expected a video file")
+    if args.webcam is not None and args.webcam < 0:
+        raise ValueError(f"--webcam {args.webcam}: expected a camera index >= 0 (0 is the default camera)")
+    for flag, value in (("--stride", args.stride), ("--topk", args.topk), ("--frames", args.frames),
+                        ("--max-frames", args.max_frames), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: expected an integer >= 1")
+    if args.smoothing is not None and not 0 < args.smoothing <= 1:
+        raise ValueError(f"--smoothing {args.smoothing:g}: expected an EMA factor in (0, 1]")
+    if not args.timeout > 0:
+        raise ValueError(f"--timeout {args.timeout:g}: expected a positive number of seconds")
+
+
+def warnings_of(labels: list[str], window: int, stats: dict, weights) -> list[str]:
+    """What a user should know about this result: untrained weights, a label list that cannot discriminate, and
+    why a short video gave no prediction."""
+    out = []
+    if weights.source == "random":
+        out.append(RANDOM_WARNING)
+    if len(labels) == 1:
+        out.append(f"one label ({labels[0]!r}): its probability is always 1.00, since the scores are a softmax over "
+                   "the labels; give two or more")
+    if not stats["predictions"] and 0 < stats["frames"] < window and not stats.get("interrupted"):
+        out.append(f"no prediction: the source gave {stats['frames']} frames, fewer than the {window}-frame window "
+                   "(--frames)")
+    return out
+
+
+def threads_text(choice: dict) -> str:
+    """How the thread count was chosen, with the per-frame times the start-up test measured."""
+    if choice["chosen_by"] != "start-up test":
+        return f"threads {choice['threads']} ({choice['chosen_by']})"
+    timed = ", ".join(f"{n}: {ms:.1f} ms" for n, ms in choice["frame_ms"].items())
+    return f"threads {choice['threads']} (fastest per frame at start-up: {timed})"
 
 
 def format_prediction(prediction: dict) -> str:
@@ -84,7 +149,8 @@ def format_text(result: dict) -> str:
     """The summary; the prediction lines were printed live while the stream ran."""
     s = result["stats"]
     if not s["frames"]:
-        return f"{result['source']}: no frames processed ({s['stopped']})"
+        return "\n".join([f"{result['source']}: no frames processed ({s['stopped']})",
+                          *(f"warning: {w}" for w in result["warnings"])])
     fuse = f"{s['fuse_ms']:.1f} ms" if s["fuse_ms"] is not None else "n/a"
     text = (f"{s['predictions']} predictions over {s['frames']} frames from {result['source']} "
             f"({result['model']} on {result['backbone']}, {result['num_frames']}-frame windows, stride "
@@ -93,13 +159,20 @@ def format_text(result: dict) -> str:
             f"{s['source_ms']:.1f} ms); stopped: {s['stopped']}")
     if s["dropped"]:
         text += f"; {s['dropped']} frames dropped (the model was slower than the camera)"
-    return text
+    text += f"; {threads_text(result['threads_choice'])}, load average {result['load_average'][0]:.2f}"
+    return "\n".join([text, *(f"warning: {w}" for w in result["warnings"])])
 
 
 def _label_text(args: argparse.Namespace) -> str:
     if args.labels is not None:
         return args.labels
     path = Path(args.labels_file)
+    if path.is_dir():
+        raise ValueError(f"--labels-file {path}: is a folder; expected a text file of labels")
     if not path.is_file():
         raise FileNotFoundError(f"--labels-file {path}: no such file")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--labels-file {path}: not UTF-8 text (byte {err.start}); expected labels separated by "
+                         "new lines or commas") from None

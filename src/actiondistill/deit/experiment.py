@@ -394,7 +394,8 @@ def latency_table(backbones: Sequence[str], frames: Sequence[int] = (8,), fusion
     "whole clip" (`encode_video` on pixels: image encoder on every frame plus the temporal part; the class texts'
     embeddings are computed once in deployment) and "temporal part" (`fuse_frames` on frame embeddings, where the
     distillation token and its head live). The two-headed model runs both heads (DeiT inference). Random weights:
-    latency does not depend on their values. Rows as `sweep` returns them plus `backbone` and `part`.
+    latency does not depend on their values. Rows as `sweep` returns them plus `backbone` and `part`; attrs
+    "environment" (the first sweep's), "rounds", "load_spread" and "under_load" (any row's) as `sweep` sets them.
     """
     import torch
 
@@ -425,7 +426,8 @@ def latency_table(backbones: Sequence[str], frames: Sequence[int] = (8,), fusion
         for part, table in (("whole clip", whole), ("temporal part", temporal)):
             tables.append(table.assign(backbone=backbone, part=part))
     out = pd.concat(tables, ignore_index=True)
-    out.attrs["environment"] = tables[0].attrs["environment"]
+    out.attrs = {key: tables[0].attrs[key] for key in ("environment", "rounds", "load_spread")}
+    out.attrs["under_load"] = bool(out["under_load"].any())
     return out
 
 

@@ -44,8 +44,7 @@ from actiondistill.data.compressed_dataset import CompressedVideoDataset
 from actiondistill.engine.distributed import DistEnv, resolve_device
 from actiondistill.engine.objectives import build_objective
 from actiondistill.engine.seeding import seed_everything
-from actiondistill.features import file_sha256
-from actiondistill.io import atomic_save, atomic_write_json
+from actiondistill.io import atomic_save, atomic_write_json, file_sha256
 from actiondistill.models.compressed_nets import ARCHS, MODALITIES, MODALITY_CHANNELS, CompressedTriplet
 from actiondistill.models.resnet_checkpoints import BackboneLoadReport, load_resnet_backbone
 from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features, torch_threads

@@ -17,6 +17,7 @@ from actiondistill.realtime.streaming import (
     model_image_size,
     parse_labels,
 )
+from actiondistill.realtime.threads import pick_threads, thread_candidates
 
 __all__ = [
     "Frame",
@@ -29,6 +30,8 @@ __all__ = [
     "iter_source",
     "model_image_size",
     "parse_labels",
+    "pick_threads",
+    "thread_candidates",
     "video_source",
     "webcam_source",
 ]

@@ -256,6 +256,9 @@ def _decoded_frames(container: Any, path: Path) -> Iterator[Frame]:
             time_s = frame.time if frame.time is not None else (count / rate if rate else float(count))
             yield Frame(frame.to_ndarray(format="rgb24"), count, float(time_s))
             count += 1
+        if stream.frames and count < stream.frames:  # the decoder skipped corrupt packets without raising
+            raise SourceError(f"{path}: decoding stopped at frame {count} of the {stream.frames} the file declares "
+                              "(corrupt or truncated)")
     except av.error.FFmpegError as err:
         raise SourceError(f"{path}: decoding failed after frame {count} ({err})") from err
     finally:

@@ -37,11 +37,18 @@ Fusion = Callable[[torch.Tensor], torch.Tensor]
 def parse_labels(text: str) -> list[str]:
     """A label list typed by a user: separated by commas or new lines, '#' comment lines skipped.
 
-    Empty fields (a trailing comma, a blank line) are skipped, the rest validated like every class list
-    (no duplicates up to case and surrounding spaces).
+    A label holding a comma goes in double quotes (`"pouring, stirring", waving`), as in a CSV row; the quotes are
+    not part of the label. Empty fields (a trailing comma, a blank line) are skipped, the rest validated like every
+    class list (no duplicates up to case and surrounding spaces).
     """
+    import csv
+
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    parts = [part for line in lines for part in line.split(",") if part.strip()]
+    try:
+        rows = list(csv.reader(lines, skipinitialspace=True, strict=True))
+    except csv.Error as err:
+        raise ValueError(f"labels {text!r}: {err}; a label with a comma goes in double quotes") from None
+    parts = [part.strip() for row in rows for part in row if part.strip()]
     if not parts:
         raise ValueError(f"labels {text!r}: expected labels separated by commas or new lines, e.g. 'running, jumping'")
     return validate_labels(parts)
@@ -183,9 +190,7 @@ class StreamingRecognizer:
             image, index, time_s = frame, self.frames, start - self._clock0
         image = as_rgb_frame(image, "process", index)
         labels, text = self._text
-        clip = self.transform(image[None]).to(self.device)
-        embedding = self.model.encode_frames(clip.unsqueeze(0))[0, 0]
-        self._sync()
+        embedding = self.encode_frame(image)
         encoded = time.perf_counter()
         self._buffer.append(embedding)
         position = self.frames
@@ -198,6 +203,14 @@ class StreamingRecognizer:
             prediction = self._prediction(index, time_s, labels, probs, encode_ms, fuse_ms)
         self._timing.append((start, time.perf_counter(), encode_ms, fuse_ms))
         return prediction
+
+    @torch.no_grad()
+    def encode_frame(self, image: np.ndarray) -> torch.Tensor:
+        """One RGB uint8 frame (H, W, 3) -> its (D,) CLIP embedding: the per-frame cost of streaming."""
+        clip = self.transform(image[None]).to(self.device)
+        embedding = self.model.encode_frames(clip.unsqueeze(0))[0, 0]
+        self._sync()
+        return embedding
 
     def window_probs(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(B, D) video embeddings x (K, C, D) template text -> (B, C): the ActionCLIP test protocol, exactly as
@@ -232,14 +245,15 @@ class StreamingRecognizer:
             on_prediction: Callable[[Prediction], None] | None = None, progress: bool = True) -> StreamResult:
         """Process a source until it ends, stalls, fails, or `max_frames` frames; always returns what was gathered.
 
-        A source that stalls or fails mid-way (`SourceError`) ends the run with its message in
-        `stats["stopped"]`; the source is closed in every case. `stats["source_ms"]` is the mean time spent
-        waiting for the source (decoding, camera), which the FPS includes.
+        A source that stalls or fails mid-way (`SourceError`) ends the run with its message in `stats["stopped"]`
+        and `stats["error"]`; Ctrl-C (KeyboardInterrupt) ends it with `stats["interrupted"]`, so a live stream's
+        summary survives the only way to stop it. The source is closed in every case. `stats["source_ms"]` is the
+        mean time spent waiting for the source (decoding, camera), which the FPS includes.
         """
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames={max_frames!r}: expected >= 1 or None")
         result = StreamResult()
-        stopped = "source ended"
+        stopped, error, interrupted = "source ended", None, False
         count, waited = 0, 0.0
         frames = iter(source)
         bar = tqdm(total=max_frames, desc="streaming", unit="frame", disable=not progress, leave=False)
@@ -262,8 +276,10 @@ class StreamingRecognizer:
                     if on_prediction is not None:
                         on_prediction(prediction)
         except SourceError as err:
-            stopped = str(err)
+            stopped = error = str(err)
             log.warning("stream stopped: %s", err)
+        except KeyboardInterrupt:
+            stopped, interrupted = "interrupted (Ctrl-C)", True
         finally:
             bar.close()
             close = getattr(source, "close", None)
@@ -271,7 +287,7 @@ class StreamingRecognizer:
                 close()
         result.stats = {**self.stats(), "predictions": len(result.predictions), "stopped": stopped,
                         "source_ms": round(waited * 1e3 / count, 3) if count else None,
-                        "dropped": int(getattr(source, "dropped", 0))}
+                        "dropped": int(getattr(source, "dropped", 0)), "error": error, "interrupted": interrupted}
         return result
 
     def stats(self) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actiondistill.features import file_sha256, manifest_file
-from actiondistill.io import read_json
+from actiondistill.features import manifest_file
+from actiondistill.io import file_sha256, read_json
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from actiondistill.features import AUTOCAST_DTYPES, FrameFeatureCache, FrameFeatures, file_sha256, manifest_file
-from actiondistill.io import atomic_save, read_json
+from actiondistill.features import AUTOCAST_DTYPES, FrameFeatureCache, FrameFeatures, manifest_file
+from actiondistill.io import atomic_save, file_sha256, read_json
 from actiondistill.spatial.clips import ClipList
 from actiondistill.spatial.scoring import (
     AGGREGATIONS,
