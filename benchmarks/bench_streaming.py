@@ -5,7 +5,9 @@ Streams a rendered SynthActions clip (H.264 MP4 written to a temporary folder) t
 (a) end to end (PyAV decode + transform + model) at stride 1 with the student (`embedded-tiny`) ActionCLIP, for a
 meanP and a transformer fusion head; (b) per-window model time of the streaming engine (one image encoding +
 fusion) against naive re-encoding of all T frames of every window with ZeroShotClassifier, on the same frames
-(the outputs are checked to agree); (c) the teacher (`embedded-base`) against the student, end to end. Random
+(the outputs are checked to agree); (c) the teacher (`embedded-base`) against the student, end to end; (d) the
+student end to end at torch's default thread count, at 1 thread and at the count `zeroshot`'s start-up test picks,
+the settings taking turns run by run so that load from other processes hits all of them alike. Random
 weights: speed does not depend on them. Other processes share the CPU, so the load average is recorded before
 and after. Writes benchmarks/results/streaming.json.
 """
@@ -29,7 +31,7 @@ from actiondistill.data.transforms import eval_transform
 from actiondistill.io import atomic_write_json
 from actiondistill.models import ZeroShotClassifier, create_model
 from actiondistill.profiler import environment
-from actiondistill.realtime import StreamingRecognizer, video_source
+from actiondistill.realtime import StreamingRecognizer, pick_threads, video_source
 
 RESULTS = Path(__file__).resolve().parent / "results" / "streaming.json"
 LABELS = ["bouncing to the left", "spinning clockwise", "growing", "moving towards the star", "shrinking"]
@@ -54,6 +56,25 @@ def end_to_end(model, path: Path, window: int, repeats: int) -> dict:
     best = runs[len(runs) // 2]
     return {key: best[key] for key in ("fps", "latency_p50_ms", "latency_p90_ms", "encode_ms", "fuse_ms", "source_ms",
                                        "frames")} | {"fps_runs": [s["fps"] for s in runs]}
+
+
+def thread_settings(model, path: Path, window: int, repeats: int, default: int) -> list[dict]:
+    """End-to-end FPS at torch's default threads, at 1 and at the start-up test's pick, interleaved run by run."""
+    recognizer = StreamingRecognizer(model, LABELS, num_frames=window, stride=1)
+    picked = pick_threads(recognizer)
+    settings = {f"torch default ({default})": default, "1 thread": 1,
+                f"start-up test ({picked['threads']})": picked["threads"]}
+    fps: dict[str, list[float]] = {name: [] for name in settings}
+    for turn in range(repeats + 1):  # the first turn warms each setting up
+        for name, threads in settings.items():
+            torch.set_num_threads(threads)
+            recognizer.reset()
+            stats = recognizer.run(video_source(path), progress=False).stats
+            if turn:
+                fps[name].append(stats["fps"])
+    return [{"setting": name, "threads": threads, "fps": round(statistics.median(fps[name]), 1),
+             "fps_runs": fps[name], **({"start_up_ms_per_frame": picked["frame_ms"]} if "start-up" in name else {})}
+            for name, threads in settings.items()]
 
 
 def reuse_vs_naive(model, frames: np.ndarray, window: int) -> dict:
@@ -91,6 +112,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_before = os.getloadavg()
+    default_threads = torch.get_num_threads()
     models = {(name, backbone): build(name, backbone, args.window)
               for name in FUSIONS for backbone in (STUDENT, TEACHER)}
     clip = render_clip(sample_spec(0), size=args.size, frames=args.frames)
@@ -110,6 +132,7 @@ def main() -> None:
             rows_c.append({**common, "student_fps": student["fps"], "teacher_fps": teacher["fps"],
                            "student_speedup": round(student["fps"] / teacher["fps"], 2),
                            "teacher": {k: teacher[k] for k in ("latency_p50_ms", "encode_ms", "fuse_ms")}})
+        rows_d = thread_settings(models[FUSIONS[0], STUDENT], path, args.window, args.repeats, default_threads)
     result = {
         "benchmark": "streaming",
         "machine": environment(),
@@ -121,6 +144,7 @@ def main() -> None:
         "end_to_end": rows_a,
         "reuse_vs_naive": rows_b,
         "teacher_vs_student": rows_c,
+        "threads": rows_d,
         "notes": "stride 1; random weights; actionclip-transf has create_model's default 6-layer fusion transformer "
                  "(the paper's); fps = frames / wall time including PyAV decoding; latency = transform + "
                  "encode + fuse of one frame; naive = ZeroShotClassifier on all T frames of every window (transform "
@@ -137,6 +161,8 @@ def main() -> None:
     for row in rows_c:
         print(f"(c) {row['model']:18s} threads={row['threads']}: teacher {row['teacher_fps']:.1f} FPS, student "
               f"{row['student_fps']:.1f} FPS: x{row['student_speedup']}")
+    for row in rows_d:
+        print(f"(d) {FUSIONS[0]} {STUDENT} {row['setting']:<20s}: {row['fps']:7.1f} FPS (runs {row['fps_runs']})")
     print(f"load average before {result['load_average_before']}, after {result['load_average_after']}; "
           f"wrote {args.out}")
 

@@ -265,3 +265,15 @@ def test_frame_ground_truth_matches_the_pixels(label):
     back = frame_ground_truth(reversed_spec(spec), 64, 12)
     np.testing.assert_allclose(back["x"], truth["x"][::-1])
     np.testing.assert_allclose(back["landmarks"], truth["landmarks"][::-1])
+
+
+def test_every_class_is_in_both_val_and_test():
+    """Plan 1 alternated val and test over a class order of even length, so each got half of the classes."""
+    from actiondistill.data.synthetic import _plan
+
+    plan = _plan(2400, 0, (0.7, 0.15, 0.15), 0.15)
+    seen = len(action_classes()) - len(zeroshot_classes())
+    counts = {split: Counter(label for label, s in plan if s == split) for split in ("val", "test")}
+    assert set(counts["val"]) == set(counts["test"]) == set(range(seen))
+    assert sum(counts["val"].values()) == sum(counts["test"].values()) == 306
+    assert all(abs(counts["val"][c] - counts["test"][c]) <= 1 for c in range(seen))

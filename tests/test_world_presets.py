@@ -170,3 +170,17 @@ def test_cli_synth_world(tmp_path, capsys):
                  "--workers", "1", "--no-progress", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["world"] == "hard" and load_manifest(tmp_path / "d")["world"] == "hard"
+
+
+def test_cached_world_of_an_older_split_plan_is_split_again_keeping_its_clips(tmp_path):
+    from actiondistill.data.sources import synthactions_manifest
+    from actiondistill.data.synthetic import SPLIT_PLAN
+
+    path = synthactions_manifest(30, 16, 2, 0, progress=False, root=tmp_path)
+    clip = path.parent / load_manifest(path)["clips"][0]["path"]
+    written = clip.stat().st_mtime_ns
+    stale = json.loads(path.read_text())
+    del stale["split_plan"]  # a world split by plan 1
+    path.write_text(json.dumps(stale))
+    assert synthactions_manifest(30, 16, 2, 0, progress=False, root=tmp_path) == path
+    assert load_manifest(path)["split_plan"] == SPLIT_PLAN and clip.stat().st_mtime_ns == written

@@ -29,17 +29,22 @@ def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: i
                           root: Path | None = None, world: str = DEFAULT_WORLD) -> Path:
     """Generate the synthetic world of preset `world` once (resuming an interrupted one); return its manifest path.
 
-    A cached world rendered by an older revision of its preset (`WorldPreset.revision`) is rendered again: this folder
-    is the project's own cache, and every cache keyed by the manifest follows the new one's bytes.
+    A cached world rendered by an older revision of its preset (`WorldPreset.revision`) is rendered again, and one
+    split by an older plan (`SPLIT_PLAN`) is split again over the same clip files: this folder is the project's own
+    cache, and every cache keyed by the manifest follows the new one's bytes.
     """
-    from actiondistill.data.synthetic import generate, manifest_revision, world_preset
+    from actiondistill.data.synthetic import MANIFEST, PARAMS, SPLIT_PLAN, generate, manifest_revision, world_preset
 
     revision = world_preset(world).revision
     out = synthactions_dir(videos, size, frames, seed, root, world)
-    manifest = out / "manifest.json"
+    manifest = out / MANIFEST
     if manifest.is_file() and manifest_revision(read_json(manifest)) != revision:
         log.warning("%s: rendered by an older revision of the %r world; rendering revision %d", out, world, revision)
         shutil.rmtree(out)
+    elif manifest.is_file() and read_json(manifest).get("split_plan", 1) != SPLIT_PLAN:
+        log.warning("%s: split by an older plan; splitting it again (the clips are kept)", out)
+        manifest.unlink()
+        (out / PARAMS).unlink(missing_ok=True)
     if not manifest.is_file():
         generate(out, videos=videos, size=size, frames=frames, seed=seed, progress=progress, world=world)
     return manifest

@@ -45,6 +45,10 @@ __all__ = [
 SPLITS = ("train", "val", "test", "zeroshot")
 MANIFEST = "manifest.json"
 PARAMS = "generation.json"  # the arguments the clips in a folder were rendered with; guards resuming
+#: How clips are assigned to splits (`_plan`); recorded in the manifest so a cached world planned otherwise is
+#: re-planned. 2: every class is in both val and test (plan 1 alternated the two over a class order of even length,
+#: which gave val one half of the classes and test the other).
+SPLIT_PLAN = 2
 # x264's macroblock-tree rate control gives run-to-run different bytes (and decoded pixels) on AVX-512 CPUs even
 # with one thread; without it, the same frames always encode to the same file.
 ENCODER_OPTIONS = {"x264-params": "mbtree=0"}
@@ -84,7 +88,7 @@ def generate(
     revision = world_preset(world).revision
     params = {"videos": videos, "size": size, "frames": frames, "fps": fps, "seed": seed, "world": world,
               "world_revision": revision, "splits": list(splits), "zeroshot_fraction": zeroshot_fraction,
-              "generator": "synthactions", "version": 1}
+              "generator": "synthactions", "version": 1, "split_plan": SPLIT_PLAN}
     _claim_folder(out, params)
     classes = action_classes()
     plan = _plan(videos, seed, splits, zeroshot_fraction)
@@ -94,7 +98,8 @@ def generate(
             if not (out / path).is_file()]
     _render_all(todo, workers or os.cpu_count() or 1, progress)
     manifest = {
-        "version": 1, "generator": "synthactions", "world": world, "world_revision": revision, "seed": seed,
+        "version": 1, "generator": "synthactions", "split_plan": SPLIT_PLAN, "world": world, "world_revision": revision,
+        "seed": seed,
         "size": size, "frames": frames,
         "fps": fps,
         "classes": classes, "num_seen_classes": len(classes) - len(zeroshot_classes()),
@@ -201,8 +206,9 @@ def _plan(videos: int, seed: int, splits, zeroshot_fraction: float) -> list[tupl
 
     Seen labels go round-robin over a shuffled class order, so class counts differ by at most one.
     In that order the first round (one clip of every class) comes first and val/test are taken
-    from the end, spread over the classes of the last rounds: every class is trained on as soon
-    as there are enough clips, and val/test keep at least one clip each.
+    from the end: every class is trained on as soon as there are enough clips, and val/test keep at
+    least one clip each. The held-out clips are walked class by class while val and test take turns
+    in proportion to their sizes, so each class lands in both as evenly as its count allows.
     """
     rng = np.random.default_rng([seed, 7])
     num_classes, num_zeroshot = len(action_classes()), len(zeroshot_classes())
@@ -215,7 +221,10 @@ def _plan(videos: int, seed: int, splits, zeroshot_fraction: float) -> list[tupl
         val, test = (val - 1, test) if val >= test else (val, test - 1)  # but never empty a val or test split
         train += 1
     held = sorted([((j + 0.5) / val, "val") for j in range(val)] + [((j + 0.5) / test, "test") for j in range(test)])
-    split_of = ["train"] * train + [split for _, split in held]
+    split_of = ["train"] * seen_videos
+    by_class = sorted(range(train, seen_videos), key=lambda i: (seen_order[i % num_seen], i))
+    for i, (_, split) in zip(by_class, held, strict=True):
+        split_of[i] = split
     plan = [(int(seen_order[i % num_seen]), split_of[i]) for i in range(seen_videos)]
     plan += [(int(zeroshot_order[i % num_zeroshot]), "zeroshot") for i in range(zeroshot_videos)]
     return [plan[i] for i in rng.permutation(len(plan))]
