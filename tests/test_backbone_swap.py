@@ -82,51 +82,62 @@ def test_init_arguments_are_checked(micro, tmp_path):  # noqa: F811
 
 
 @pytest.fixture
-def summary():
-    runs = pd.DataFrame({"init": ["teacher"] * 3 + ["tinyclip"] * 3 + ["inherited"] * 3 + ["random"],
+def runs():
+    return pd.DataFrame({"init": ["teacher"] * 3 + ["tinyclip"] * 3 + ["inherited"] * 3 + ["random"],
+                         "seed": [0, 1, 2] * 3 + [0],
                          "top1": [80, 82, 84, 60, 61, 62, 58, 61, 64, 30],
                          "zs_top1": [40, 41, 42, 30, 30, 30, 20, 20, 20, 10]}).astype({"top1": float, "zs_top1": float})
+
+
+@pytest.fixture
+def summary(runs):
     return bs.summarise(runs)
 
 
-def test_comparisons_against_the_seed_spread(summary):
+def test_comparisons_follow_the_paired_noise_rule(summary, runs):
     assert list(summary.index) == ["teacher", "tinyclip", "inherited", "random"]
-    drop = bs.compare(summary, "teacher", "tinyclip")
-    assert drop["gap"] == pytest.approx(21.0) and drop["spread"] == pytest.approx(3.0) and drop["beyond"] is True
-    close = bs.compare(summary, "tinyclip", "inherited")
+    drop = bs.compare(runs, "teacher", "tinyclip")  # per-seed differences 20, 21, 22: se 0.58
+    assert drop["gap"] == pytest.approx(21.0) and drop["spread"] == pytest.approx(2 / 3 ** 0.5)
+    assert drop["beyond"] is True and drop["seeds"] == 3
+    close = bs.compare(runs, "tinyclip", "inherited")  # 2, 0, -2
     assert close["gap"] == pytest.approx(0.0) and close["beyond"] is False
-    assert bs.compare(summary, "tinyclip", "random")["beyond"] is None  # one seed: no spread
-    assert "larger than the seed spread (3.0 points)" in bs.spread_phrase(drop)
-    assert "within the seed spread" in bs.spread_phrase(close)
+    assert bs.compare(runs, "tinyclip", "random")["beyond"] is None  # one shared seed: no spread
+    assert "beyond noise (two standard errors of the difference paired over 3 seeds: 1.2 points)" in \
+        bs.spread_phrase(drop)
+    assert "within noise" in bs.spread_phrase(close)
+    # seeds that move both inits alike (sd 10 each) hide nothing from the paired rule: every seed shows +3
+    alike = pd.DataFrame({"init": ["tinyclip"] * 3 + ["inherited"] * 3, "seed": [0, 1, 2] * 2,
+                          "top1": [60.0, 70.0, 80.0, 57.0, 67.0, 77.0]})
+    paired = bs.compare(alike, "tinyclip", "inherited")
+    assert paired["gap"] == pytest.approx(3.0) and paired["beyond"] is True
 
 
-def test_thesis_verdict_follows_the_numbers(summary):
-    drop = bs.compare(summary, "teacher", "tinyclip")
+def test_thesis_verdict_follows_the_numbers(runs):
+    drop = bs.compare(runs, "teacher", "tinyclip")
     assert bs.thesis_verdict(2.0, drop).endswith("so ours reproduces both.")
     assert "not steep" in bs.thesis_verdict(1.2, drop) and "accuracy drop but not the speed-up" in \
         bs.thesis_verdict(1.2, drop)
-    same = bs.compare(summary, "tinyclip", "inherited")
+    same = bs.compare(runs, "tinyclip", "inherited")
     assert bs.thesis_verdict(2.0, same).endswith("the speed-up but not the accuracy drop.")
-    better = bs.compare(summary, "tinyclip", "teacher")  # the 'student' above the 'teacher'
+    better = bs.compare(runs, "tinyclip", "teacher")  # the 'student' above the 'teacher'
     assert "*more* accurate" in bs.thesis_verdict(2.0, better)
-    assert "confirm the speed-up only" in bs.thesis_verdict(2.0, bs.compare(summary, "teacher", "random"))
+    assert "confirm the speed-up only" in bs.thesis_verdict(2.0, bs.compare(runs, "teacher", "random"))
 
 
-def test_best_init_and_its_margin(summary):
-    best = bs.best_init(summary)
+def test_best_init_and_its_margin(summary, runs):
+    best = bs.best_init(summary, runs)
     # tinyclip and inherited tie on top-1 (61.0); zero-shot breaks the tie; the teacher is never a candidate
     assert best["init"] == "tinyclip" and best["ranking"] == ["tinyclip", "inherited", "random"]
     assert best["margin"]["b"] == "inherited" and best["margin"]["beyond"] is False
     assert "no initialisation clearly wins" in bs.winner_sentence(best)
-    shifted = summary.copy()
-    shifted.loc["inherited", "top1_mean"] = 50.0
-    clear = bs.best_init(shifted, ["tinyclip", "inherited"])
+    lower = runs.assign(top1=runs["top1"] - 11.0 * (runs["init"] == "inherited"))
+    clear = bs.best_init(bs.summarise(lower), lower, ["tinyclip", "inherited"])
     assert clear["margin"]["gap"] == pytest.approx(11.0)
     assert bs.winner_sentence(clear).startswith("TinyCLIP-distilled wins: 11.0 points")
-    assert "provisional" in bs.winner_sentence(bs.best_init(summary, ["tinyclip", "random"]))  # random: one seed
-    assert bs.best_init(summary, ["random"])["margin"] is None
+    assert "provisional" in bs.winner_sentence(bs.best_init(summary, runs, ["tinyclip", "random"]))  # one seed
+    assert bs.best_init(summary, runs, ["random"])["margin"] is None
     with pytest.raises(ValueError, match="no student"):
-        bs.best_init(summary, ["teacher"])
+        bs.best_init(summary, runs, ["teacher"])
 
 
 def test_tinyclip_facts_beside_ours(tiny):
@@ -193,7 +204,7 @@ def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
     assert by_role.loc["student", "params_backbone_m"] < by_role.loc["teacher", "params_backbone_m"]
     assert by_role.loc["student", "gflops"] < by_role.loc["teacher", "gflops"]
 
-    best = bs.best_init(summary)
+    best = bs.best_init(summary, pd.concat([teacher, student], ignore_index=True))
     path = bs.write_results(bs.results_path("unit", results), choice, inits, student, summary, latency, best, recipe,
                             extra={"profile": "unit"})
     saved = bs.read_results("unit", results)

@@ -238,28 +238,31 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1")) 
     return table
 
 
-def compare(summary: pd.DataFrame, a: str, b: str, metric: str = "top1") -> dict[str, Any]:
-    """`a` minus `b` in mean `metric`, against the seed spread (the sum of their standard deviations: the gap at
-    which one-std bands stop overlapping). `beyond` is None when either has a single seed (no spread known)."""
-    gap = float(summary.loc[a, f"{metric}_mean"] - summary.loc[b, f"{metric}_mean"])
-    spread = float(summary.loc[a, f"{metric}_std"] + summary.loc[b, f"{metric}_std"])
-    beyond = None if math.isnan(spread) else abs(gap) > spread
-    return {"a": a, "b": b, "metric": metric, "gap": gap, "spread": spread, "beyond": beyond}
+def compare(runs: pd.DataFrame, a: str, b: str, metric: str = "top1") -> dict[str, Any]:
+    """`a` minus `b` in `metric`, the runs (one row per init and seed) paired by seed and judged by the book's noise
+    rule (`stats.paired_difference`): `gap` the mean per-seed difference, `spread` two standard errors of it,
+    `beyond` whether the gap exceeds them (None with one shared seed)."""
+    from actiondistill.stats import paired_by_seed
+
+    diff = paired_by_seed(runs, "init", a, b, metric)
+    return {"a": a, "b": b, "metric": metric, "gap": diff.mean, "spread": diff.margin, "beyond": diff.beyond,
+            "seeds": diff.seeds}
 
 
 def spread_phrase(comparison: Mapping[str, Any]) -> str:
-    """'larger than the seed spread (x points)' and its variants, for a `compare` result."""
+    """'beyond noise (two standard errors, paired over 3 seeds: 2.1 points)' and its variants, for `compare`."""
     if comparison["beyond"] is None:
         return "with one seed, so no spread to judge it against"
-    relation = "larger than" if comparison["beyond"] else "within"
-    return f"{relation} the seed spread ({comparison['spread']:.1f} points)"
+    relation = "beyond" if comparison["beyond"] else "within"
+    return (f"{relation} noise (two standard errors of the difference paired over {comparison['seeds']} seeds: "
+            f"{comparison['spread']:.1f} points)")
 
 
 def thesis_verdict(speedup: float, comparison: Mapping[str, Any]) -> str:
     """Whether our swap shows what the thesis saw: a steep latency drop and a clear accuracy drop.
 
-    `comparison` is `compare(summary, "teacher", student)`: a positive gap is an accuracy drop. The latency drop
-    is steep from STEEP_SPEEDUP; the accuracy drop is clear when it is larger than the seed spread.
+    `comparison` is `compare(runs, "teacher", student)`: a positive gap is an accuracy drop. The latency drop
+    is steep from STEEP_SPEEDUP; the accuracy drop is clear when the book's noise rule counts it.
     """
     steep = speedup >= STEEP_SPEEDUP
     gap, beyond = comparison["gap"], comparison["beyond"]
@@ -289,21 +292,21 @@ def thesis_verdict(speedup: float, comparison: Mapping[str, Any]) -> str:
             f"so {outcome}.")
 
 
-def best_init(summary: pd.DataFrame, inits: Sequence[str] | None = None) -> dict[str, Any]:
-    """The initialisation with the highest mean closed-set top-1 (zero-shot breaks exact ties), and its margin over
-    the runner-up (`compare`; None with a single initialisation)."""
+def best_init(summary: pd.DataFrame, runs: pd.DataFrame, inits: Sequence[str] | None = None) -> dict[str, Any]:
+    """The initialisation with the highest mean closed-set top-1 (`summary`; zero-shot breaks exact ties), and its
+    margin over the runner-up (`compare` on `runs`; None with a single initialisation)."""
     candidates = [i for i in (inits or summary.index) if i != "teacher"]
     if not candidates:
         raise ValueError("best_init: no student initialisation in the summary")
     ranked = summary.loc[candidates].sort_values(["top1_mean", "zs_top1_mean"], ascending=False,
                                                  na_position="last")
     order = [str(i) for i in ranked.index]
-    margin = compare(summary, order[0], order[1]) if len(order) > 1 else None
+    margin = compare(runs, order[0], order[1]) if len(order) > 1 else None
     return {"init": order[0], "ranking": order, "margin": margin}
 
 
 def winner_sentence(best: Mapping[str, Any]) -> str:
-    """Which initialisation wins and by how much, judged against the seed spread."""
+    """Which initialisation wins and by how much, judged by the book's noise rule."""
     winner = LABELS[best["init"]]
     margin = best["margin"]
     if margin is None:

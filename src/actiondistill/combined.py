@@ -344,10 +344,8 @@ def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     rows = []
     for combination in [c for c in COMBINATIONS if c in set(runs["combination"]) and c != "swap"]:
         effect = dx.paired_effect(as_variants, combination, "swap", metric)
-        tail = {"gain": "more than two standard errors above zero: a measurable gain",
-                "loss": "more than two standard errors below zero: a measurable loss",
-                "none": "within two standard errors of zero: no measurable difference",
-                "unknown": "with one seed, so no spread to judge it by"}[effect["verdict"]]
+        tail = effect["phrase"] + {"gain": ": a measurable gain", "loss": ": a measurable loss",
+                                   "none": ": no measurable difference", "unknown": ""}[effect["verdict"]]
         spread = "" if math.isnan(effect["std"]) else f", sd {effect['std']:.1f}"
         sentence = (f"{LABELS[combination]} against the swap alone: {effect['mean']:+.1f} points "
                     f"(paired over {effect['seeds']} seed(s){spread}), {tail}")

@@ -280,40 +280,18 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "top1_frame"
 
 
 def paired_effect(runs: pd.DataFrame, variant: str, reference: str, metric: str = "top1") -> dict[str, Any]:
-    """`variant` minus `reference`, paired by seed: the mean difference, its spread and a verdict.
-
-    The verdict is "gain" or "loss" when the mean difference is more than two standard errors from zero (over at
-    least two seeds), "none" when it is within them, "unknown" with one seed.
+    """`variant` minus `reference`, paired by seed, judged by the book's noise rule (`stats.paired_difference`):
+    the mean difference, its spread, the verdict ("gain", "loss", "none", "unknown") and `phrase`, how it was judged.
     """
-    wide = runs.pivot_table(index="seed", columns="variant", values=metric)
-    for name in (variant, reference):
-        if name not in wide:
-            raise ValueError(f"paired_effect: no runs of variant {name!r}; have {sorted(wide.columns)}")
-    diff = (wide[variant] - wide[reference]).dropna()
-    if diff.empty:
-        raise ValueError(f"paired_effect: {variant!r} and {reference!r} share no seed")
-    n = len(diff)
-    std = float(diff.std(ddof=1)) if n > 1 else math.nan
-    se = std / math.sqrt(n) if n > 1 else math.nan
-    mean = float(diff.mean())
-    if n < 2:
-        verdict = "unknown"
-    elif abs(mean) > 2 * se:
-        verdict = "gain" if mean > 0 else "loss"
-    else:
-        verdict = "none"
-    return {"variant": variant, "reference": reference, "metric": metric, "mean": mean, "std": std, "se": se,
-            "seeds": n, "min": float(diff.min()), "max": float(diff.max()), "verdict": verdict,
-            "per_seed": {int(s): float(d) for s, d in diff.items()}}
+    from actiondistill.stats import paired_by_seed
+
+    diff = paired_by_seed(runs, "variant", variant, reference, metric)
+    return {"variant": variant, "reference": reference, "metric": metric, **diff.as_dict(), "phrase": diff.phrase()}
 
 
 def _phrase(effect: Mapping[str, Any], what: str) -> str:
-    mean, n = effect["mean"], effect["seeds"]
-    if effect["verdict"] == "unknown":
-        return f"{what} changes top-1 by {mean:+.1f} points, with one seed and so no spread to judge it by"
-    tail = {"gain": "more than two standard errors above zero", "loss": "more than two standard errors below zero",
-            "none": "within two standard errors of zero"}[effect["verdict"]]
-    return f"{what} changes top-1 by {mean:+.1f} points (paired over {n} seeds, sd {effect['std']:.1f}), {tail}"
+    spread = "" if effect["verdict"] == "unknown" else f" (paired over {effect['seeds']} seeds, sd {effect['std']:.1f})"
+    return f"{what} changes top-1 by {effect['mean']:+.1f} points{spread}, {effect['phrase']}"
 
 
 def attribution(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:

@@ -346,30 +346,25 @@ def paired_gains(runs: pd.DataFrame, setting: str, baseline: str, metric: str = 
 
 
 def effect(gains: pd.Series, what: str = "spatial distillation", points: float = 0.0) -> dict[str, Any]:
-    """Whether paired per-seed gains show an effect: their mean beyond two standard errors of zero (and beyond
-    `points`). Returns {"mean", "std", "se", "seeds", "helps", "hurts", "verdict"}, the verdict a sentence about
-    `what` for the book, chosen from the numbers."""
-    values = pd.Series(gains, dtype=float).dropna()
-    n = len(values)
-    mean = float(values.mean()) if n else math.nan
-    std = float(values.std(ddof=1)) if n > 1 else math.nan
-    se = std / math.sqrt(n) if n > 1 else math.nan
-    if n < 2:
+    """Whether paired per-seed gains show an effect, by the book's noise rule (`stats.paired_difference`; `points`
+    raises the bar to a practical size). Returns {"mean", "std", "se", "seeds", "helps", "hurts", "verdict"}, the
+    verdict a sentence about `what` for the book, chosen from the numbers."""
+    from actiondistill.stats import paired_difference
+
+    diff = paired_difference(gains, points=points)
+    mean, n = diff.mean, diff.seeds
+    if diff.verdict == "unknown":
         verdict = (f"with {n} seed(s) there is no spread to judge the difference of {mean:+.1f} points by, so this "
                    f"run cannot say whether {what} helps")
-        return {"mean": mean, "std": std, "se": se, "seeds": n, "helps": False, "hurts": False, "verdict": verdict}
-    margin = max(2 * se, points)
-    helps, hurts = bool(mean > margin), bool(mean < -margin)
-    if helps:
-        verdict = (f"{what} helps here: {mean:+.1f} points on average over {n} seeds, more than two standard "
-                   f"errors ({2 * se:.1f}) above zero")
-    elif hurts:
-        verdict = (f"{what} hurts here: {mean:+.1f} points on average over {n} seeds, more than two standard "
-                   f"errors ({2 * se:.1f}) below zero")
+    elif diff.verdict == "gain":
+        verdict = f"{what} helps here: {mean:+.1f} points on average over {n} seeds, {diff.phrase()}"
+    elif diff.verdict == "loss":
+        verdict = f"{what} hurts here: {mean:+.1f} points on average over {n} seeds, {diff.phrase()}"
     else:
         verdict = (f"{what} does not measurably help here: the mean difference, {mean:+.1f} points over {n} seeds, "
-                   f"is within two standard errors ({2 * se:.1f}) of zero")
-    return {"mean": mean, "std": std, "se": se, "seeds": n, "helps": helps, "hurts": hurts, "verdict": verdict}
+                   f"is {diff.phrase()}")
+    return {"mean": mean, "std": diff.std, "se": diff.se, "seeds": n, "helps": diff.verdict == "gain",
+            "hurts": diff.verdict == "loss", "verdict": verdict}
 
 
 def reliability(targets: SpatialTargets, truth: SpatialTargets, bins: int = 10) -> pd.DataFrame:

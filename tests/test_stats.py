@@ -1,0 +1,45 @@
+"""The book's one noise rule: paired over seeds, two standard errors."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from actiondistill.stats import paired_by_seed, paired_difference
+
+
+def test_a_difference_every_seed_shows_counts_even_when_the_seeds_spread_widely():
+    a = {0: 60.0, 1: 70.0, 2: 80.0}
+    b = {0: 58.0, 1: 68.5, 2: 77.5}  # each seed 1.5-2.5 below: sd of the settings 10, of the differences 0.5
+    diff = paired_difference(a, b)
+    assert diff.mean == pytest.approx(2.0) and diff.se == pytest.approx(0.5 / math.sqrt(3))
+    assert diff.verdict == "gain" and diff.beyond is True
+    assert diff.phrase() == "more than two standard errors (0.6) above zero"
+    assert paired_difference(b, a).verdict == "loss"
+
+
+def test_a_difference_that_changes_sign_over_seeds_is_no_difference():
+    diff = paired_difference({0: 3.0, 1: -2.0, 2: 1.0})
+    assert diff.verdict == "none" and diff.beyond is False and diff.phrase().startswith("within two standard errors")
+
+
+def test_only_shared_seeds_are_paired_and_one_seed_gives_no_verdict():
+    diff = paired_difference({0: 50.0, 1: 52.0}, {1: 40.0, 2: 41.0})
+    assert diff.seeds == 1 and diff.per_seed == {1: 12.0}
+    assert diff.verdict == "unknown" and diff.beyond is None and diff.phrase() == "not judged: one seed gives no spread"
+
+
+def test_a_practical_size_raises_the_bar():
+    gains = pd.Series([0.5, 0.6, 0.7], index=[0, 1, 2])
+    assert paired_difference(gains).verdict == "gain"
+    assert paired_difference(gains, points=1.0).verdict == "none"
+
+
+def test_paired_by_seed_reads_runs_and_names_what_is_missing():
+    runs = pd.DataFrame({"variant": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "top1": [50.0, 60.0, 45.0, 56.0]})
+    diff = paired_by_seed(runs, "variant", "a", "b")
+    assert diff.mean == pytest.approx(4.5) and diff.seeds == 2
+    with pytest.raises(ValueError, match="no runs with variant 'c'"):
+        paired_by_seed(runs, "variant", "a", "c")
