@@ -43,3 +43,10 @@ def test_paired_by_seed_reads_runs_and_names_what_is_missing():
     assert diff.mean == pytest.approx(4.5) and diff.seeds == 2
     with pytest.raises(ValueError, match="no runs with variant 'c'"):
         paired_by_seed(runs, "variant", "a", "c")
+
+
+def test_the_sentence_says_the_verdict_in_words():
+    assert paired_difference({0: 3.0, 1: -2.0, 2: 1.0}).sentence("PKD's gain") == (
+        "PKD's gain (+0.7 points, paired over 3 seed(s)) is within two standard errors (2.9) of zero: no measurable "
+        "difference")
+    assert paired_difference({0: 2.0}).sentence("it").endswith("is not judged: one seed gives no spread")

@@ -51,6 +51,13 @@ class PairedDifference:
         side = "above" if self.verdict == "gain" else "below"
         return f"more than two standard errors ({self.margin:.1f}) {side} zero"
 
+    def sentence(self, what: str) -> str:
+        """'{what} (+1.2 points, paired over 3 seeds) is within two standard errors (1.9) of zero: no measurable
+        difference', and its variants: a verdict in words for the book."""
+        tail = {"none": ": no measurable difference", "gain": ": a measurable gain", "loss": ": a measurable loss",
+                "unknown": ""}[self.verdict]
+        return f"{what} ({self.mean:+.1f} points, paired over {self.seeds} seed(s)) is {self.phrase()}{tail}"
+
     def as_dict(self) -> dict[str, Any]:
         values = list(self.per_seed.values())
         return {"mean": self.mean, "std": self.std, "se": self.se, "seeds": self.seeds, "verdict": self.verdict,
