@@ -50,3 +50,9 @@ def test_the_sentence_says_the_verdict_in_words():
         "PKD's gain (+0.7 points, paired over 3 seed(s)) is within two standard errors (2.9) of zero: no measurable "
         "difference")
     assert paired_difference({0: 2.0}).sentence("it").endswith("is not judged: one seed gives no spread")
+
+
+def test_a_metric_the_runs_lack_is_not_judged():
+    runs = pd.DataFrame({"init": ["teacher", "student"] * 2, "seed": [0, 0, 1, 1], "zs_top1": [math.nan] * 4})
+    diff = paired_by_seed(runs, "init", "teacher", "student", "zs_top1")
+    assert diff.verdict == "unknown" and diff.seeds == 0 and math.isnan(diff.mean)

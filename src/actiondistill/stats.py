@@ -88,11 +88,14 @@ def paired_difference(a: Mapping[int, float] | pd.Series, b: Mapping[int, float]
 
 
 def paired_by_seed(runs: pd.DataFrame, column: str, a: str, b: str, metric: str = "top1") -> PairedDifference:
-    """`paired_difference` of the runs whose `column` is `a` against those where it is `b`, on `metric`."""
-    wide = runs.pivot_table(index="seed", columns=column, values=metric)
+    """`paired_difference` of the runs whose `column` is `a` against those where it is `b`, on `metric`. A metric
+    the runs do not have (NaN, e.g. zero-shot on a dataset without held-out classes) gives the verdict "unknown"."""
+    present = set(runs[column])
     for name in (a, b):
-        if name not in wide:
-            raise ValueError(f"paired_by_seed: no runs with {column} {name!r}; have {sorted(wide.columns)}")
-    if (wide[a] - wide[b]).dropna().empty:
-        raise ValueError(f"paired_by_seed: {a!r} and {b!r} share no seed")
-    return paired_difference(wide[a], wide[b])
+        if name not in present:
+            raise ValueError(f"paired_by_seed: no runs with {column} {name!r}; have {sorted(present)}")
+
+    def by_seed(name: str) -> pd.Series:
+        return runs.loc[runs[column] == name].groupby("seed")[metric].mean()
+
+    return paired_difference(by_seed(a), by_seed(b))
