@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> dict:
         if source is not None:
             source.close()
         raise
-    threads = {"threads": args.threads, "chosen_by": "--threads"}
-    if args.threads is None and recognizer.device.type == "cpu":
+    if args.threads is not None:
+        threads = {"threads": args.threads, "chosen_by": "--threads"}
+    elif recognizer.device.type == "cpu":
         threads = pick_threads(recognizer)
+    else:  # on a GPU the CPU threads only feed it: torch's default is left alone
+        threads = {"threads": torch.get_num_threads(), "chosen_by": "torch's default"}
     weights = spec["weights"]
     live = args.json != "-"
     if live:

@@ -38,10 +38,11 @@ def synthactions_manifest(videos: int, size: int = 64, frames: int = 32, seed: i
     revision = world_preset(world).revision
     out = synthactions_dir(videos, size, frames, seed, root, world)
     manifest = out / MANIFEST
-    if manifest.is_file() and manifest_revision(read_json(manifest)) != revision:
+    cached = read_json(manifest) if manifest.is_file() else None
+    if cached is not None and manifest_revision(cached) != revision:
         log.warning("%s: rendered by an older revision of the %r world; rendering revision %d", out, world, revision)
         shutil.rmtree(out)
-    elif manifest.is_file() and read_json(manifest).get("split_plan", 1) != SPLIT_PLAN:
+    elif cached is not None and cached.get("split_plan", 1) != SPLIT_PLAN:
         log.warning("%s: split by an older plan; splitting it again (the clips are kept)", out)
         manifest.unlink()
         (out / PARAMS).unlink(missing_ok=True)
