@@ -12,6 +12,7 @@ size were chosen: a teacher measured after too few steps is a measure of the bud
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[6, 30])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--model-kwargs", type=json.loads, default={},
+                        help='model options for every candidate as JSON, e.g. \'{"trainable_text_blocks": 1}\'')
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
@@ -51,7 +54,7 @@ def main() -> None:
             "data": {"dataset": "synthactions", "manifest": str(manifest), "train_split": "train", "test_split": "test",
                      "eval_split": None, "num_frames": 8, "sampler": "tsn", "size": 64,
                      "batch_size": args.batch_size, "flip": False},
-            "model": {"backbone": "embedded-base", "pretrained": str(weights)},
+            "model": {"backbone": "embedded-base", "pretrained": str(weights), "kwargs": args.model_kwargs},
             "optim": {"lr": args.lr, "fusion_lr_mult": 10.0, "weight_decay": 0.2, "warmup_epochs": 0.5,
                       "clip_grad": 1.0},
             "objective": {"name": "actionclip", "kwargs": {"texts": "classes"}},
@@ -80,7 +83,8 @@ def main() -> None:
         "world": {"preset": args.world, "revision": world_preset(args.world).revision, "videos": args.videos,
                   "classes": classes,
                   "chance": round(100.0 / classes, 2), "zs_chance": round(100.0 / int(runs["zs_classes"].iloc[0]), 2)},
-        "pretrain": args.pretrain, "clip_key": clips["key"], "seeds": args.seeds, "lr": args.lr, "rows": rows,
+        "pretrain": args.pretrain, "model_kwargs": args.model_kwargs, "clip_key": clips["key"], "seeds": args.seeds,
+        "lr": args.lr, "rows": rows,
     })
     print(f"wrote {args.out}")
 

@@ -104,3 +104,19 @@ def test_every_profile_sets_only_parameters_its_chapters_declare(profile):
     for chapter in chapters(ROOT):
         chapter_parameters(chapter, loaded)
     assert set(loaded["chapters"]) <= {c.name for c in chapters(ROOT)}
+
+
+def test_maths_is_rendered_to_mathml_with_the_books_configuration(tmp_path):
+    """The book's own Sphinx settings turn `$...$` and `$$...$$` into MathML: no raw delimiters left for a CDN."""
+    root = make_book(tmp_path, body="print('ok')")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = config["sphinx"]
+    sphinx["local_extensions"] = {name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()}
+    (root / "_config.yml").write_text(yaml.safe_dump({**CONFIG, "parse": config["parse"], "sphinx": sphinx}))
+    (root / "book" / "intro.md").write_text(
+        "# Intro\n\nInline $(1 - \\alpha)\\,\\mathcal{L}_\\text{frame} + \\lambda \\sum_o\n"
+        "\\mathrm{KL}(t_o \\,\\|\\, h_o)$ across a line.\n\n$$\\mathcal{L} = \\frac{1}{2},$$\n")
+    report = BookRunner("p", root=root).run()
+    page = (Path(report["html"]).parent / "book" / "intro.html").read_text()
+    assert page.count("<math") == 2 and 'display="block"' in page
+    assert "\\(" not in page and "$$" not in page and "\\mathcal" not in page

@@ -99,12 +99,14 @@ def model_kwargs(name: str, fusion_layers: int) -> dict[str, Any]:
 
 def candidate_config(base: TrainConfig, name: str, seed: int, run_prefix: str, fusion_layers: int,
                      runs_dir: str | Path | None = None) -> TrainConfig:
-    """`base` with the candidate's model, the seed, and a run name / folder of its own."""
+    """`base` with the candidate's model, the seed, and a run name / folder of its own; the base's model options
+    (e.g. `trainable_text_blocks`) apply to every candidate, under the candidate's own."""
     from actiondistill.paths import data_dir
 
     run_name = f"{run_prefix}-{name}-seed{seed}"
     out_dir = Path(runs_dir) if runs_dir is not None else data_dir() / "runs" / run_prefix
-    model = dataclasses.replace(base.model, name=name, kwargs=model_kwargs(name, fusion_layers))
+    kwargs = {**base.model.kwargs, **model_kwargs(name, fusion_layers)}
+    model = dataclasses.replace(base.model, name=name, kwargs=kwargs)
     return dataclasses.replace(base, seed=seed, model=model, run_name=run_name, out_dir=str(out_dir / run_name))
 
 

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"angle, size, visibility; 0: off; default {PretrainConfig.state_weight:g}, see "
                         "PretrainConfig.state_weight)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    parser.add_argument("--force", action="store_true", help="train again even when the cache is complete")
+    parser.add_argument("--force", action="store_true", help="train again even when the cache is complete (or a "
+                        "shipped bundle matches)")
+    parser.add_argument("--ship", action="store_true", help="then pack both models into weights/embedded/<key>/ "
+                        "(int8, with the recipe, training log and SHA-256), where make book finds them")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -67,8 +70,17 @@ def run(args: argparse.Namespace) -> dict:
                                          world=args.world)
     result = ensure_embedded_clips(manifest, cfg, progress=not args.no_progress, force=args.force)
     report = result["report"]
+    bundle = None
+    if args.ship:
+        from actiondistill.pretrain import shipped
+
+        if result["source"] == "shipped":
+            raise ValueError(f"--ship: {result['key']} is already shipped (installed from it); add --force to train "
+                             "it again")
+        bundle = str(shipped.pack(result["dir"], progress=not args.no_progress))
     return {
-        "dir": result["dir"], "key": result["key"], "reused": result["reused"], "manifest": str(manifest),
+        "dir": result["dir"], "key": result["key"], "reused": result["reused"], "source": result["source"],
+        "bundle": bundle, "manifest": str(manifest),
         "checkpoints": result["checkpoints"], "report": result["report_path"],
         "models": {name: {"zero_shot": {a: z["top1"] for a, z in m["zero_shot"].items()},
                           "chance": {a: z["chance"] for a, z in m["zero_shot"].items()},
@@ -81,7 +93,10 @@ def run(args: argparse.Namespace) -> dict:
 def format_text(result: dict) -> str:
     models = result["models"]
     attributes = list(next(iter(models.values()))["zero_shot"])
-    lines = [f"{'reused' if result['reused'] else 'trained'} embedded CLIPs in {result['dir']}"]
+    verb = {"cache": "reused", "shipped": "installed the shipped", "trained": "trained"}[result["source"]]
+    lines = [f"{verb} embedded CLIPs in {result['dir']}"]
+    if result["bundle"]:
+        lines.append(f"  packed for shipping into {result['bundle']}")
     lines += [f"  {name}: {path}" for name, path in result["checkpoints"].items()]
     lines.append(f"zero-shot top-1 % on {result['heldout_frames']} held-out frames (val + test clips):")
     lines.append(f"  {'model':<15}" + "".join(f"{a:>9}" for a in attributes) + f"{'visual':>12}{'train s':>9}")

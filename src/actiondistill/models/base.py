@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from actiondistill.models.backbones import get_tokenizer
 from actiondistill.models.prompts import check_label_list, format_prompts, validate_templates
-from actiondistill.models.text_encoding import encode_tokens
+from actiondistill.models.text_encoding import FrozenTextPrefix, encode_tokens
 
 _TEXT_CHUNK = 256
 _MAX_CACHED = 8
@@ -49,6 +49,7 @@ class VideoCLIP(nn.Module):
         max_logit_scale: float = 100.0,
         template_seed: int = 0,
         progress: bool = True,
+        trainable_text_blocks: int | None = None,
     ):
         super().__init__()
         if not isinstance(backbone, CLIP):
@@ -64,6 +65,14 @@ class VideoCLIP(nn.Module):
         self.template_generator = torch.Generator().manual_seed(template_seed)
         self.tokenizer = get_tokenizer(backbone)
         self._text_cache: dict[tuple, torch.Tensor] = {}
+        self._text_prefix: FrozenTextPrefix | None = None
+        if trainable_text_blocks is not None:
+            layers = len(backbone.transformer.resblocks)
+            if not 1 <= trainable_text_blocks <= layers:
+                raise ValueError(f"trainable_text_blocks={trainable_text_blocks}: expected 1..{layers} (the text "
+                                 "tower's blocks) or None (all)")
+            if trainable_text_blocks < layers:
+                self.freeze_text_blocks(layers - trainable_text_blocks)
 
     # ----------------------------------------------------------------- parameters and modes
     @property
@@ -84,6 +93,17 @@ class VideoCLIP(nn.Module):
         backbone_ids = {id(p) for p in self.backbone.parameters()}
         return (p for p in self.parameters() if id(p) not in backbone_ids)
 
+    def freeze_text_blocks(self, blocks: int) -> None:
+        """Freeze the token table, the positional embedding and the first `blocks` text blocks, and cache their output
+        per prompt (`FrozenTextPrefix`): a training step then runs only the text blocks above. Why: training the
+        whole text tower is most of a step's cost on cached frame embeddings, and the labels' prompts never change.
+        The constructor's `trainable_text_blocks` (a model option, so it is recorded in the run's config) calls it."""
+        self._text_prefix = FrozenTextPrefix(self.backbone, blocks)
+
+    @property
+    def frozen_text_blocks(self) -> int:
+        return self._text_prefix.blocks if self._text_prefix is not None else 0
+
     def seed_templates(self, seed: int) -> None:
         """Make the training-time template draws reproducible."""
         self.template_generator.manual_seed(seed)
@@ -99,6 +119,8 @@ class VideoCLIP(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         self.clear_text_cache()  # .to()/.half() move weights: cached embeddings would be on the old device/dtype
+        if getattr(self, "_text_prefix", None) is not None:
+            self._text_prefix.clear()
         return super()._apply(fn, *args, **kwargs)
 
     # ----------------------------------------------------------------- encoders
@@ -135,7 +157,8 @@ class VideoCLIP(nn.Module):
         chunks = range(0, len(prompts), _TEXT_CHUNK)
         show = self.progress and len(chunks) > 4
         out = [
-            encode_tokens(self.backbone, self.tokenizer(list(prompts[i : i + _TEXT_CHUNK])).to(device))
+            encode_tokens(self.backbone, self.tokenizer(list(prompts[i : i + _TEXT_CHUNK])).to(device),
+                          prefix=self._text_prefix)
             for i in tqdm(chunks, desc="text prompts", disable=not show, leave=False)
         ]
         return torch.cat(out, dim=0)

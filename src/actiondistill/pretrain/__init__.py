@@ -1,6 +1,7 @@
 """The embedded CLIPs: `embedded-base` pretrained on SynthActions frame-caption pairs, `embedded-tiny` distilled
 from it TinyCLIP-style; `ensure_embedded_clips` makes (or reuses) both and their zero-shot report."""
 
+from actiondistill.pretrain import shipped
 from actiondistill.pretrain.pipeline import (
     PRETRAIN_VERSION,
     STAGES,
@@ -21,4 +22,5 @@ __all__ = [
     "clips_dir",
     "ensure_embedded_clips",
     "parameter_counts",
+    "shipped",
 ]

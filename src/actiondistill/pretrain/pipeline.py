@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from actiondistill.io import atomic_write_json, read_json
+from actiondistill.pretrain import shipped
 
 #: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
-PRETRAIN_VERSION = 4  # 2: attribute heads and the pretraining pool; 3: position captions and head; 4: conv stem
+PRETRAIN_VERSION = 5  # 2: attribute heads and the pretraining pool; 3: position captions and head; 4: conv stem;
+#                        5: landmarks and distances in the state head
 STAGES = ("embedded-base", "embedded-tiny")
 HELDOUT_SPLITS = ("val", "test")
 REPORT_NAME = "report.json"
@@ -110,11 +112,14 @@ def ensure_embedded_clips(manifest_path: str | os.PathLike, cfg: PretrainConfig 
     Args:
         manifest_path: a SynthActions manifest.json (or its folder), e.g. from `synthactions_manifest`.
         cfg: the recipe (default `PretrainConfig()`).
-        force: delete this key's folder first and train again.
+        force: delete this key's folder first and train again (a shipped bundle is then not used either).
         root: where cache folders live (default data/clips).
 
-    Returns {"dir", "key", "reused" (True when nothing was trained), "checkpoints": {name: path},
-    "report_path", "report"}.
+    A folder missing here is installed from the repository's shipped bundle of the same key when there is one
+    (`pretrain.shipped`: int8 weights made by `pretrain-clip --ship`), which is how `make book` skips pretraining.
+
+    Returns {"dir", "key", "reused" (True when nothing was trained), "source" ("cache", "shipped" or "trained"),
+    "checkpoints": {name: path}, "report_path", "report"}.
     """
     cfg = cfg or PretrainConfig()
     manifest = _manifest_file(manifest_path)
@@ -123,10 +128,14 @@ def ensure_embedded_clips(manifest_path: str | os.PathLike, cfg: PretrainConfig 
         shutil.rmtree(out)
     checkpoints = {name: out / f"{name}.pt" for name in STAGES}
     report_path = out / REPORT_NAME
-    reused = report_path.is_file() and all(p.is_file() for p in checkpoints.values())
-    if not reused:
+    source = "cache" if report_path.is_file() and all(p.is_file() for p in checkpoints.values()) else None
+    if source is None and not force and shipped.has_bundle(out.name):
+        shipped.install(out.name, out, manifest)
+        source = "shipped"
+    if source is None:
         _build(manifest, cfg, out, progress)
-    return {"dir": str(out), "key": out.name, "reused": reused,
+        source = "trained"
+    return {"dir": str(out), "key": out.name, "reused": source != "trained", "source": source,
             "checkpoints": {name: str(p) for name, p in checkpoints.items()}, "report_path": str(report_path),
             "report": read_json(report_path)}
 
