@@ -41,16 +41,18 @@ FRAMES = 8  # frames per clip the classifier sees, as the book's models
 
 
 def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> torch.Tensor:
-    """(clips, FRAMES, 14): the state head's fields (`pretrain.state.STATE_FIELDS`: x, y, cos, sin of the stripe
-    angle, 8 x radius, visible, tree (x, y), house (x, y), the distance to each) and the centre's step (dx, dy) from
-    the previous sampled frame."""
+    """(clips, FRAMES, 14): x, y, cos, sin of the stripe angle, 8 x radius, visible, tree (x, y), house (x, y), the
+    centre's step (dx, dy) from the previous sampled frame, and its distance to the tree and to the house."""
     from actiondistill.pretrain.state import clip_ground_truth, state_array
 
     rows = []
     for i in clips:
-        state = state_array(clip_ground_truth(manifest, i))[indices]
-        step = np.diff(state[:, :2], axis=0, prepend=state[:1, :2])
-        rows.append(np.concatenate([state, step], axis=1))
+        truth = clip_ground_truth(manifest, i)
+        state = np.concatenate([state_array(truth), truth["landmarks"].reshape(-1, 4)], axis=1)[indices]
+        centre = state[:, :2]
+        step = np.diff(centre, axis=0, prepend=centre[:1])
+        distance = np.linalg.norm(centre[:, None, :] - state[:, 6:10].reshape(-1, 2, 2), axis=2)
+        rows.append(np.concatenate([state, step, distance], axis=1))
     return torch.tensor(np.stack(rows), dtype=torch.float32)
 
 

@@ -30,8 +30,7 @@ from actiondistill.io import atomic_write_json, read_json
 from actiondistill.pretrain import shipped
 
 #: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
-PRETRAIN_VERSION = 5  # 2: attribute heads and the pretraining pool; 3: position captions and head; 4: conv stem;
-#                        5: landmarks and distances in the state head
+PRETRAIN_VERSION = 4  # 2: attribute heads and the pretraining pool; 3: position captions and head; 4: conv stem
 STAGES = ("embedded-base", "embedded-tiny")
 HELDOUT_SPLITS = ("val", "test")
 REPORT_NAME = "report.json"

@@ -16,11 +16,8 @@ from typing import Any
 import numpy as np
 
 #: The state of one frame, in this order: centre (frame units), stripe angle as (cos, sin), 8 x radius (about 1 for
-#: a large object, so every target is of order 1), whether the object shows (blinking hides it), where the tree and
-#: the house stand, and the centre's distance to each. The landmark fields are what "moving towards the tree" is
-#: made of: without them the frozen embeddings confused every towards/away pair (recipe version 5).
-STATE_FIELDS = ("x", "y", "cos", "sin", "radius x8", "visible", "tree x", "tree y", "house x", "house y",
-                "tree distance", "house distance")
+#: a large object, so every target is of order 1), and whether the object shows (blinking hides it).
+STATE_FIELDS = ("x", "y", "cos", "sin", "radius x8", "visible")
 
 
 def frame_states(manifest: dict[str, Any], clips: Sequence[int], frames: Sequence[int]) -> np.ndarray:
@@ -62,9 +59,6 @@ def clip_ground_truth(manifest: dict[str, Any], clip: int) -> dict[str, np.ndarr
 
 def state_array(truth: dict[str, np.ndarray]) -> np.ndarray:
     """(frames, len(STATE_FIELDS)) float32 state of every frame, from a clip's `frame_ground_truth`."""
-    angle, landmarks = truth["angle"], truth["landmarks"]  # landmarks: (frames, 2, 2), tree then house
-    centre = np.stack([truth["x"], truth["y"]], axis=1)
-    distance = np.linalg.norm(centre[:, None, :] - landmarks, axis=2)
-    return np.concatenate([centre, np.stack([np.cos(angle), np.sin(angle), 8.0 * truth["radius"],
-                                             truth["visible"].astype(float)], axis=1),
-                           landmarks.reshape(-1, 4), distance], axis=1).astype(np.float32)
+    angle = truth["angle"]
+    return np.stack([truth["x"], truth["y"], np.cos(angle), np.sin(angle), 8.0 * truth["radius"],
+                     truth["visible"].astype(float)], axis=1).astype(np.float32)
