@@ -18,6 +18,7 @@ text depends on the video (X-CLIP) also override `video_context` / `adapt_text`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ class VideoCLIP(nn.Module):
         template_seed: int = 0,
         progress: bool = True,
         trainable_text_blocks: int | None = None,
+        logit_scale_init: float | None = None,
     ):
         super().__init__()
         if not isinstance(backbone, CLIP):
@@ -66,6 +68,8 @@ class VideoCLIP(nn.Module):
         self.tokenizer = get_tokenizer(backbone)
         self._text_cache: dict[tuple, torch.Tensor] = {}
         self._text_prefix: FrozenTextPrefix | None = None
+        if logit_scale_init is not None:
+            self.start_logit_scale(logit_scale_init)
         if trainable_text_blocks is not None:
             layers = len(backbone.transformer.resblocks)
             if not 1 <= trainable_text_blocks <= layers:
@@ -92,6 +96,19 @@ class VideoCLIP(nn.Module):
         """Everything added on top of CLIP: fusion heads, prompt generators (ActionCLIP: lr x10)."""
         backbone_ids = {id(p) for p in self.backbone.parameters()}
         return (p for p in self.parameters() if id(p) not in backbone_ids)
+
+    def start_logit_scale(self, scale: float) -> None:
+        """Set the training logit scale (the backbone's `logit_scale` is its log) before fine-tuning starts.
+
+        Why: ActionCLIP fine-tunes from a CLIP whose learned scale has reached the clamp of 100; the embedded CLIPs'
+        short pretraining leaves theirs near its initial 14, and with label texts as close as "moving left" and
+        "rolling left" a scale of 14 bounds how far apart their logits can get. A model option (`logit_scale_init`),
+        so it is recorded in the run's config; weights loaded afterwards (a trained checkpoint) bring their own.
+        """
+        if not 0.0 < scale <= self.max_logit_scale:
+            raise ValueError(f"logit_scale_init={scale}: expected a scale in (0, {self.max_logit_scale:g}]")
+        with torch.no_grad():
+            self.backbone.logit_scale.fill_(math.log(scale))
 
     def freeze_text_blocks(self, blocks: int) -> None:
         """Freeze the token table, the positional embedding and the first `blocks` text blocks, and cache their output
