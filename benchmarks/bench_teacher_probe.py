@@ -7,6 +7,7 @@ closed-set and zero-shot top-1, the optimizer steps and the time. It is how the 
 size were chosen: a teacher measured after too few steps is a measure of the budget, not of the method.
 
     .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
+        [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding]
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--model-kwargs", type=json.loads, default={},
                         help='model options for every candidate as JSON, e.g. \'{"trainable_text_blocks": 1}\'')
+    parser.add_argument("--train-token-embedding", action="store_true",
+                        help="train the text tower's token table too (default: frozen, as the embedded profile)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
@@ -61,7 +64,8 @@ def main() -> None:
         })
         started = time.perf_counter()
         runs = tc.run_choice(base, {m: list(range(args.seeds)) for m in args.models}, features=features,
-                             freeze_token_embedding=True, run_prefix=f"teacher-probe-e{epochs}", progress=True)
+                             freeze_token_embedding=not args.train_token_embedding,
+                             run_prefix=f"teacher-probe-e{epochs}", progress=True)
         seconds = time.perf_counter() - started
         for model, group in runs.groupby("model", sort=False):
             rows.append({"model": model, "epochs": epochs, "batch_size": args.batch_size,
@@ -83,7 +87,9 @@ def main() -> None:
         "world": {"preset": args.world, "revision": world_preset(args.world).revision, "videos": args.videos,
                   "classes": classes,
                   "chance": round(100.0 / classes, 2), "zs_chance": round(100.0 / int(runs["zs_classes"].iloc[0]), 2)},
-        "pretrain": args.pretrain, "model_kwargs": args.model_kwargs, "clip_key": clips["key"], "seeds": args.seeds,
+        "pretrain": args.pretrain, "model_kwargs": args.model_kwargs,
+        "token_embedding": "trained" if args.train_token_embedding else "frozen", "clip_key": clips["key"],
+        "seeds": args.seeds,
         "lr": args.lr, "rows": rows,
     })
     print(f"wrote {args.out}")

@@ -150,9 +150,9 @@ def test_eval_text_cache_is_reused_and_invalidated(backbone, monkeypatch):
     calls = []
     original = base_module.encode_tokens
 
-    def counting(clip, tokens, normalize=False):
+    def counting(clip, tokens, normalize=False, prefix=None):
         calls.append(tokens.shape[0])
-        return original(clip, tokens, normalize=normalize)
+        return original(clip, tokens, normalize=normalize, prefix=prefix)
 
     monkeypatch.setattr(base_module, "encode_tokens", counting)
     first = model.encode_text(LABELS)

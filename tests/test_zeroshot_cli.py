@@ -323,12 +323,16 @@ def long_clip(tmp_path_factory):
 
 def zeroshot_process(*argv: str, **kwargs):
     import os
+    import signal
     import subprocess
     import sys
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A shell's background job (make test &) ignores SIGINT, and a child inherits that: Python then never raises
+    # KeyboardInterrupt. Restore the default so the child stops on Ctrl-C as it does in a terminal.
     return subprocess.Popen([sys.executable, "-m", "actiondistill", "zeroshot", *argv, "--labels", LABEL_TEXT,
-                             "--random-weights", "--threads", "1", "--no-progress"], env=env, text=True, **kwargs)
+                             "--random-weights", "--threads", "1", "--no-progress"], env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def test_ctrl_c_ends_a_stream_with_its_summary_and_json(long_clip, tmp_path):
