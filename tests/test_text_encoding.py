@@ -98,17 +98,3 @@ def test_trainable_text_blocks_is_a_model_option_every_candidate_of_a_recipe_get
     cfg = tc.candidate_config(base, "actionclip-transf", 0, "t", 2, tmp_path)
     assert cfg.model.kwargs == {"trainable_text_blocks": 1, "fusion_layers": 2}
 
-
-def test_logit_scale_init_sets_the_training_scale_that_a_loaded_checkpoint_then_overrides(tmp_path):
-    from actiondistill.models import create_model, load_weights, save_weights
-
-    model = create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=100.0)
-    assert model.train().current_logit_scale().item() == pytest.approx(100.0, rel=1e-5)
-    fresh = create_model("actionclip-meanp", "embedded-tiny")
-    assert fresh.logit_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-4)  # CLIP's initial temperature
-    save_weights(fresh, tmp_path / "w.pt")
-    loaded = create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=100.0)
-    load_weights(loaded, tmp_path / "w.pt")
-    assert loaded.logit_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-4)
-    with pytest.raises(ValueError, match="logit_scale_init=200.0: expected a scale in"):
-        create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=200.0)

@@ -293,3 +293,18 @@ def test_models_run_on_cuda(name, backbone, frames):
         probs = model.predict_proba(frames.cuda(), LABELS)
     assert probs.is_cuda
     torch.testing.assert_close(probs.sum(dim=-1).cpu(), torch.ones(B))
+
+
+def test_logit_scale_init_sets_the_training_scale_that_a_loaded_checkpoint_then_overrides(tmp_path):
+    from actiondistill.models import create_model, load_weights, save_weights
+
+    model = create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=100.0)
+    assert model.train().current_logit_scale().item() == pytest.approx(100.0, rel=1e-5)
+    fresh = create_model("actionclip-meanp", "embedded-tiny")
+    assert fresh.logit_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-4)  # CLIP's initial temperature
+    save_weights(fresh, tmp_path / "w.pt")
+    loaded = create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=100.0)
+    load_weights(loaded, tmp_path / "w.pt")
+    assert loaded.logit_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-4)
+    with pytest.raises(ValueError, match="logit_scale_init=200.0: expected a scale in"):
+        create_model("actionclip-meanp", "embedded-tiny", logit_scale_init=200.0)

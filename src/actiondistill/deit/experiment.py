@@ -128,7 +128,7 @@ def variant_config(base: TrainConfig, variant: str, seed: int, teacher: TeacherC
         raise ValueError(f"variant {variant!r}: expected one of {list(VARIANTS)}")
     run_name = f"{run_prefix}-{variant}-seed{seed}"
     out_dir = Path(runs_dir) if runs_dir is not None else data_dir() / "runs" / run_prefix
-    kwargs = {**base.model.kwargs, "fusion_layers": fusion_layers}  # the recipe's options (trainable_text_blocks)
+    kwargs = {**base.model.kwargs, "fusion_layers": fusion_layers}  # the recipe's options (logit_scale_init, ...)
     if variant == "single":
         model = dataclasses.replace(base.model, name=SINGLE_MODEL, kwargs=kwargs)
         objective, teachers = base.objective, []

@@ -151,14 +151,12 @@ def _manifest_file(manifest_path: str | os.PathLike) -> Path:
 def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) -> None:
     """Run the missing stages, then write the report (last: its presence marks a complete folder)."""
     import numpy as np
-    import torch
 
     from actiondistill.data.synthetic import load_manifest
     from actiondistill.models import create_backbone
     from actiondistill.pretrain.frames import FrameCaptionDataset, cached_frames, frame_positions
     from actiondistill.pretrain.pool import cached_pool, with_pool
     from actiondistill.pretrain.state import frame_states
-    from actiondistill.pretrain.zeroshot import zero_shot_accuracy
 
     manifest = load_manifest(manifest_path)
     atomic_write_json(out / "pretrain_config.json", {"manifest": str(manifest_path), "version": PRETRAIN_VERSION,
@@ -182,14 +180,10 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
     stages = {name: _run_stage(name, out, dataset, cfg, progress) for name in STAGES}
 
     started = time.perf_counter()
-    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=cfg.seed,
-                               positions=frame_positions(manifest, heldout["clip"], heldout["frame"]))
-    models = {}
-    for name in STAGES:
-        model = create_backbone(name, pretrained=out / f"{name}.pt")
-        with torch.no_grad():
-            zero_shot = zero_shot_accuracy(model, heldout["frames"], test.attributes, test.vocab, progress=progress)
-        models[name] = {"zero_shot": zero_shot, "params": parameter_counts(model), **stages[name]}
+    trained = {name: create_backbone(name, pretrained=out / f"{name}.pt") for name in STAGES}
+    zero_shot = heldout_zero_shot(trained, heldout, manifest, cfg.seed, progress)
+    models = {name: {"zero_shot": zero_shot[name], "params": parameter_counts(model), **stages[name]}
+              for name, model in trained.items()}
     atomic_write_json(out / REPORT_NAME, {
         "key": out.name, "manifest": str(manifest_path), "version": PRETRAIN_VERSION,
         "config": dataclasses.asdict(cfg),
@@ -200,6 +194,21 @@ def _build(manifest_path: Path, cfg: PretrainConfig, out: Path, progress: bool) 
         "decode_seconds": round(decode_seconds, 2), "report_seconds": round(time.perf_counter() - started, 2),
         "models": models,
     })
+
+
+def heldout_zero_shot(models: dict[str, Any], heldout: Any, manifest: dict[str, Any], seed: int,
+                      progress: bool) -> dict[str, Any]:
+    """The report's zero-shot attribute top-1 of each model on the held-out frames (`cached_frames` of val + test)."""
+    import torch
+
+    from actiondistill.pretrain.frames import FrameCaptionDataset, frame_positions
+    from actiondistill.pretrain.zeroshot import zero_shot_accuracy
+
+    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=seed,
+                               positions=frame_positions(manifest, heldout["clip"], heldout["frame"]))
+    with torch.no_grad():
+        return {name: zero_shot_accuracy(model, heldout["frames"], test.attributes, test.vocab, progress=progress)
+                for name, model in models.items()}
 
 
 def parameter_counts(model: Any) -> dict[str, int]:

@@ -131,54 +131,49 @@ def pack(clips_dir: str | Path, root: str | Path | None = None, progress: bool =
 
     The report shipped with it is measured again on the dequantized models (the held-out frames of the folder).
     """
-    import dataclasses
-
     import numpy as np
     from safetensors.torch import save_file
 
-    from actiondistill.config import from_dict
     from actiondistill.data.synthetic import load_manifest
-    from actiondistill.models import create_backbone
     from actiondistill.models.checkpoints import read_state_dict
-    from actiondistill.pretrain.frames import FrameCaptionDataset, frame_positions
-    from actiondistill.pretrain.pipeline import HELDOUT_SPLITS, REPORT_NAME, STAGES, PretrainConfig, parameter_counts
-    from actiondistill.pretrain.zeroshot import zero_shot_accuracy
+    from actiondistill.pretrain.pipeline import HELDOUT_SPLITS, REPORT_NAME, STAGES, heldout_zero_shot
 
     clips_dir = Path(clips_dir)
     report = read_json(clips_dir / REPORT_NAME)
-    cfg = from_dict({k: v for k, v in report["config"].items()}, cls=PretrainConfig)
+    seed = int(report["config"]["seed"])
     out = bundle_dir(clips_dir.name, root)
     out.mkdir(parents=True, exist_ok=True)
-    files, hashes, models, base = {}, {}, {}, None
-    heldout = np.load(clips_dir / "frames-heldout.npz")
-    manifest = load_manifest(report["manifest"])
-    test = FrameCaptionDataset(heldout["frames"], heldout["clip"], manifest, seed=cfg.seed,
-                               positions=frame_positions(manifest, heldout["clip"], heldout["frame"]))
+    files, hashes, models = {}, {}, {}
     for name in STAGES:
-        state, _ = read_state_dict(clips_dir / f"{name}.pt")
-        initial = initial_token_table(name, cfg.seed, base)
-        packed = pack_state(state, initial)
+        initial = initial_token_table(name, seed, models.get("embedded-base"))
+        packed = pack_state(read_state_dict(clips_dir / f"{name}.pt")[0], initial)
         path = out / f"{name}.safetensors"
         atomic_save(path, lambda tmp, packed=packed: save_file(packed, str(tmp)))
-        model = create_backbone(name)
-        model.load_state_dict(unpack_state(packed, initial))
-        if name == "embedded-base":
-            base = model
-        hashes[name] = state_sha256(model.state_dict())
+        models[name] = _rebuilt(name, packed, initial)
+        hashes[name] = state_sha256(models[name].state_dict())
         files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-        with torch.no_grad():
-            zero_shot = zero_shot_accuracy(model, heldout["frames"], test.attributes, test.vocab, progress=progress)
-        models[name] = {**report["models"][name], "zero_shot": zero_shot, "params": parameter_counts(model),
-                        "zero_shot_before_packing": report["models"][name]["zero_shot"]}
         shutil.copyfile(clips_dir / f"{name}.json", out / f"{name}.json")  # the stage's training log
-    shipped_report = {**report, "models": models, "shipped": True, "heldout": report["heldout"]}
+    manifest = load_manifest(report["manifest"])
+    zero_shot = heldout_zero_shot(models, np.load(clips_dir / "frames-heldout.npz"), manifest, seed, progress)
+    report["models"] = {name: {**report["models"][name], "zero_shot": zero_shot[name],
+                               "zero_shot_before_packing": report["models"][name]["zero_shot"]} for name in STAGES}
     atomic_write_json(out / BUNDLE_NAME, {
-        "key": clips_dir.name, "recipe": dataclasses.asdict(cfg), "version": report["version"],
+        "key": clips_dir.name, "recipe": report["config"], "version": report["version"],
         "remake": remake_command(manifest), "files": files, "state_sha256": hashes,
         "quantization": "int8 per output row (symmetric absmax), vectors exact; token table regenerated from the "
-                        "seed, changed rows stored", "splits": list(HELDOUT_SPLITS), "report": shipped_report,
+                        "seed, changed rows stored", "splits": list(HELDOUT_SPLITS),
+        "report": {**report, "shipped": True},
     })
     return out
+
+
+def _rebuilt(name: str, packed: dict[str, torch.Tensor], initial_table: torch.Tensor) -> Any:
+    """The backbone `name` with the weights of its bundle tensors."""
+    from actiondistill.models import create_backbone
+
+    model = create_backbone(name)
+    model.load_state_dict(unpack_state(packed, initial_table))
+    return model
 
 
 def install(key: str, out: str | Path, manifest_path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
@@ -189,7 +184,7 @@ def install(key: str, out: str | Path, manifest_path: str | Path, root: str | Pa
     """
     from safetensors.torch import load_file
 
-    from actiondistill.models import create_backbone, save_weights
+    from actiondistill.models import save_weights
     from actiondistill.pretrain.pipeline import REPORT_NAME, STAGES
 
     source = bundle_dir(key, root)
@@ -201,15 +196,13 @@ def install(key: str, out: str | Path, manifest_path: str | Path, root: str | Pa
                              f"or was changed ({remake})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base = None
+    models: dict[str, Any] = {}
     for name in STAGES:
-        initial = initial_token_table(name, int(bundle["recipe"]["seed"]), base)
-        model = create_backbone(name)
-        model.load_state_dict(unpack_state(load_file(str(source / f"{name}.safetensors")), initial))
+        initial = initial_token_table(name, int(bundle["recipe"]["seed"]), models.get("embedded-base"))
+        models[name] = model = _rebuilt(name, load_file(str(source / f"{name}.safetensors")), initial)
         if state_sha256(model.state_dict()) != bundle["state_sha256"][name]:
             raise ValueError(f"{source / f'{name}.safetensors'}: the reconstructed {name} differs from the one packed "
                              f"(its token table is regenerated from the seed by this version's model code); {remake}")
-        base = model if name == "embedded-base" else base
         save_weights(model, out / f"{name}.pt")
         shutil.copyfile(source / f"{name}.json", out / f"{name}.json")
     atomic_write_json(out / "pretrain_config.json", {"version": bundle["version"], **bundle["recipe"],
