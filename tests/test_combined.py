@@ -163,6 +163,10 @@ def test_spatial_twohead_model_and_its_combined_loss(micro):  # noqa: F811
     both = build_objective("spatial_multitask", weight=1.0, deit={"distillation": "gt"})
     loss, metrics = both(model, batch, {}, texts)
     assert float(loss.detach()) > float(action.detach())
+    # the spatial losses join at weight * (1 - alpha): against the label loss, as chapter 4 weighed them
+    light = build_objective("spatial_multitask", weight=1.0, deit={"distillation": "gt", "alpha": 0.75})
+    light_loss, light_metrics = light(model, batch, {}, texts)
+    torch.testing.assert_close(light_loss - light_metrics["action_loss"], 0.25 * light_metrics["spatial_loss"])
     assert {"acc", "acc_frame", "acc_token", "loss_token", "action_loss", "spatial/shape", "spatial_acc/scene",
             "spatial_loss"} <= set(metrics) and "loss" in metrics
     loss.backward()
@@ -398,3 +402,42 @@ def test_book_entries_lists_every_chapter():
     assert entries[0] == ("chapter 2", "teacher (ActionCLIP Transf)", {0: "t0.pt"})
     assert entries[3][1] == "spatial (λ=1, all, CLIP, K=8)" and entries[1][1] == "swap (TinyCLIP-distilled)"
     assert entries[-1] == ("chapter 7", "swap + two heads", {0: "c.pt"})
+
+
+# ---------------------------------------------------------------------------------- learning curves
+def test_a_run_with_a_validation_split_records_its_curve_and_keeps_only_its_weights(manifest, micro, features,  # noqa: F811
+                                                                                  tmp_path):
+    cfg = base_config(manifest, micro[0], tmp_path)
+    cfg = replace(cfg, epochs=2, run_name="curve", out_dir=str(tmp_path / "curve"),
+                  data=replace(cfg.data, eval_split="val"))
+    row = tc.train_candidate(cfg, features, freeze_token_embedding=True, progress=False)
+    assert [epoch for epoch, _ in row["val_curve"]] == [1, 2]
+    assert all(0 <= top1 <= 100 for _, top1 in row["val_curve"])
+    assert sorted(p.name for p in (tmp_path / "curve").glob("*.pt")) == [tc.WEIGHTS_NAME]
+    without = replace(cfg, run_name="flat", out_dir=str(tmp_path / "flat"), data=replace(cfg.data, eval_split=None))
+    assert tc.train_candidate(without, features, freeze_token_embedding=True, progress=False)["val_curve"] == []
+
+
+def curves_of(per_combination):
+    """Runs rows as run_combinations gives them, from {combination: {seed: [(epoch, top1), ...]}}."""
+    return pd.DataFrame([{"combination": c, "label": cx.LABELS[c], "seed": s, "val_curve": [list(p) for p in curve]}
+                         for c, seeds in per_combination.items() for s, curve in seeds.items()])
+
+
+def test_flattening_tells_a_curve_still_rising_from_a_flat_one():
+    rising = {s: [(10, 30.0 + s), (20, 40.0 + s), (30, 50.0 + 2 * s)] for s in range(3)}
+    flat = {s: [(10, 30.0), (20, 50.0 + s), (30, 50.5 - s)] for s in range(3)}
+    runs = curves_of({"swap": flat, "swap+deit": rising, "swap+spatial": {0: [(10, 1.0), (30, 9.0)]}})
+    curves = cx.learning_curves(runs)
+    assert len(curves) == 3 * 3 + 3 * 3 + 2 and set(curves.columns) >= {"label", "seed", "epoch", "top1"}
+    verdicts = cx.flattening(curves)
+    assert verdicts.loc["swap", "flattened"] is True and verdicts.loc["swap", "from_epoch"] == 20
+    assert verdicts.loc["swap+deit", "flattened"] is False and verdicts.loc["swap+deit", "gain"] == pytest.approx(11)
+    assert "still rising" in verdicts.loc["swap+deit", "sentence"]
+    one_seed = verdicts.loc["swap+spatial"]
+    assert one_seed["flattened"] is None and "not judged" in one_seed["sentence"]
+    assert cx.flattening(cx.learning_curves(curves_of({"swap": {0: []}}))).empty  # runs without validation
+    with pytest.raises(ValueError, match="tail=1"):
+        cx.flattening(curves, tail=1)
+    ax = cx.plot_learning_curves(curves, steps_per_epoch=11)
+    assert len(ax.get_legend().get_texts()) == 3 and "11 optimizer steps" in ax.get_xlabel()

@@ -12,7 +12,7 @@ import torch
 
 from actiondistill.cli import main as cli_main
 from actiondistill.models import create_backbone
-from actiondistill.pretrain import PretrainConfig, StageConfig, clips_dir, ensure_embedded_clips, shipped
+from actiondistill.pretrain import PretrainConfig, StageConfig, clips_dir, ensure_embedded_clips, provenance, shipped
 
 WORLD = {"videos": 60, "size": 64, "frames": 8, "seed": 0}
 STAGE = StageConfig(epochs=1, batch_size=16, lr=1e-3)
@@ -73,8 +73,12 @@ def test_a_missing_folder_is_installed_from_the_bundle_close_to_the_trained_mode
         with torch.no_grad():
             cosine = torch.cosine_similarity(installed.encode_image(images), original.encode_image(images))
         assert cosine.min() > 0.99
+    assert provenance(result).startswith("installed by this run from the repository's shipped weights")
     again = ensure_embedded_clips(packed["manifest"], CFG, progress=False, root=tmp_path)
     assert again["source"] == "cache"
+    assert provenance(again).endswith("installed by an earlier run")  # the book still says the weights are shipped
+    trained_here = ensure_embedded_clips(packed["manifest"], CFG, progress=False, root=packed["data"] / "clips")
+    assert provenance(trained_here) == "reused from the cache (trained by an earlier run)"
 
 
 def test_a_damaged_bundle_file_is_refused_naming_it(packed, monkeypatch, tmp_path):

@@ -355,6 +355,63 @@ def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("combination")
 
 
+# --------------------------------------------------------------------------------------- learning curves
+def learning_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs' validation curves (`teacher_choice.val_curve`) as one long table: combination, label, seed, epoch,
+    top1. Runs recorded without validation are left out."""
+    rows = [{"combination": run["combination"], "label": run["label"], "seed": int(run["seed"]), "epoch": int(epoch),
+             "top1": float(top1)}
+            for run in runs.to_dict("records") for epoch, top1 in (run.get("val_curve") or [])]
+    return pd.DataFrame(rows, columns=["combination", "label", "seed", "epoch", "top1"])
+
+
+def flattening(curves: pd.DataFrame, tail: float = 0.3) -> pd.DataFrame:
+    """Per combination, the validation top-1 gained over the last `tail` of training, paired over seeds by the
+    book's noise rule: a combination whose gain there is beyond noise was still learning when training stopped, so
+    its score measures the budget as much as the method.
+
+    The gain of a seed is its last evaluation minus its evaluation at the latest epoch at most (1 - tail) of the
+    way through. Columns: label, from_epoch, to_epoch, gain (mean points), margin (two standard errors), seeds,
+    flattened (True, False, or None with one seed), sentence.
+    """
+    from actiondistill.stats import paired_difference
+
+    if not 0 < tail < 1:
+        raise ValueError(f"tail={tail}: expected a fraction of the training in (0, 1)")
+    rows = []
+    for combination, group in curves.groupby("combination", sort=False):
+        last = int(group["epoch"].max())
+        earlier = group.loc[group["epoch"] <= (1 - tail) * last, "epoch"]
+        if earlier.empty:
+            continue
+        start = int(earlier.max())
+        at = group.pivot_table(index="seed", columns="epoch", values="top1")
+        effect = paired_difference(at[last], at[start])
+        flattened = None if effect.verdict == "unknown" else effect.verdict != "gain"
+        state = {None: "one seed: not judged", True: "flattened", False: "still rising when training stopped"}
+        rows.append({"combination": combination, "label": LABELS[combination], "from_epoch": start, "to_epoch": last,
+                     "gain": effect.mean, "margin": effect.margin, "seeds": effect.seeds, "flattened": flattened,
+                     "sentence": f"{LABELS[combination]}: {effect.mean:+.1f} validation points from epoch {start} to "
+                                 f"{last} ({effect.phrase()}): {state[flattened]}"})
+    return pd.DataFrame(rows).set_index("combination") if rows else pd.DataFrame(
+        columns=["label", "from_epoch", "to_epoch", "gain", "margin", "seeds", "flattened", "sentence"])
+
+
+def plot_learning_curves(curves: pd.DataFrame, steps_per_epoch: int | None = None, ax: Any = None) -> Any:
+    """Validation top-1 against epoch per combination (mean over seeds, band: sd); a reader sees at a glance
+    whether the curves have flattened before training stops. Returns the axes."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=curves, x="epoch", y="top1", hue="label", errorbar="sd", marker="o", ax=ax)
+    label = "epoch" if steps_per_epoch is None else f"epoch ({steps_per_epoch} optimizer steps each)"
+    ax.set(xlabel=label, ylabel="validation top-1 (%)", title="Validation top-1 during training")
+    ax.legend(title=None, fontsize="small")
+    return ax
+
+
 # --------------------------------------------------------------------------------------- every model of the book
 def book_entries(records: Mapping[str, Any], combinations: pd.DataFrame) -> list[tuple[str, str, dict[int, str]]]:
     """Every model of the book as (chapter, name, {seed: weights}) for `collect`, in the order of the chapters: the

@@ -117,15 +117,19 @@ def frozen_pixel_kwargs(cfg: TrainConfig) -> TrainConfig:
 
 
 def choice_datasets(cfg: TrainConfig, features: Any = None) -> dict[str, Any]:
-    """Train, test and (SynthActions only) zero-shot datasets: cached features when given, else pixels.
+    """Train, test, (with `data.eval_split`) validation and (SynthActions only) zero-shot datasets: cached features
+    when given, else pixels.
 
-    Train and test are restricted to the seen classes, zero-shot to the held-out ones (labels renumbered).
+    Train, test and validation are restricted to the seen classes, zero-shot to the held-out ones (labels
+    renumbered).
     """
     from actiondistill.train import _seen_or_heldout, build_dataset
 
     d = cfg.data
     synthetic = d.dataset not in ("hmdb51", "ucf101")
     splits = {"train": (d.train_split, True), "test": (d.test_split, False)}
+    if d.eval_split:
+        splits["val"] = (d.eval_split, False)
     if synthetic:
         splits["zeroshot"] = (d.zeroshot_split, False)
     if features is None:
@@ -165,7 +169,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     the objective), and `measure(model, datasets)` returns extra row entries measured on the trained model and the
     unwrapped train / test / zero-shot datasets (its time counts in `eval_s`).
     """
-    from actiondistill.engine.checkpoint import CHECKPOINT_NAME
+    from actiondistill.engine.checkpoint import BEST_NAME, CHECKPOINT_NAME
     from actiondistill.engine.records import build_record, count_parameters, write_record
     from actiondistill.engine.seeding import seed_everything
     from actiondistill.evaluate import class_texts_of, evaluate, evaluate_heads, scalar_metrics, zero_shot_eval
@@ -184,14 +188,15 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     data = choice_datasets(cfg, features if use_features else None)
     teachers = {t.name: build_teacher(cfg, t, class_texts_of(data["train"])) for t in cfg.teachers}
     train_data = wrap_train(data["train"]) if wrap_train is not None else data["train"]
-    trainer = Trainer(cfg, model, train_data, val_data=None, teachers=teachers, progress=progress)
+    trainer = Trainer(cfg, model, train_data, val_data=data.get("val"), teachers=teachers, progress=progress)
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
     model.eval()  # from here on only evaluation: the class texts are encoded once and stay cached
     out_dir = Path(trainer.out_dir)
     save_weights(model, out_dir / WEIGHTS_NAME)
-    (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+    for name in (CHECKPOINT_NAME, BEST_NAME):  # the run is its final weights; the curve is in `val_curve`
+        (out_dir / name).unlink(missing_ok=True)
 
     started = time.perf_counter()
     batch = cfg.eval.batch_size or cfg.data.batch_size
@@ -232,6 +237,7 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "params_m": params["total"] / 1e6,
         "weights": str(out_dir / WEIGHTS_NAME),
         "reversal_errors": reversal_errors(closed["confusion"], closed["classes"]),
+        "val_curve": val_curve(trainer.history),
         **heads,
         **measured,
     }
@@ -240,6 +246,12 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
                               model=model, device=trainer.device), cfg.results_dir)
     return row
 
+
+
+def val_curve(history: Sequence[Mapping[str, Any]], metric: str = "top1") -> list[list[float]]:
+    """[[epoch, validation `metric`], ...] of a Trainer's history (empty without validation): whether a run had
+    flattened before its training stopped, which its final test score alone cannot tell."""
+    return [[int(h["epoch"]), float(h[metric])] for h in history if h["split"] == "val" and metric in h]
 
 
 def run_inputs(cached: bool, freeze_image_encoder: bool, freeze_token_embedding: bool) -> dict[str, str]:

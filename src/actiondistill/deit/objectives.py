@@ -102,6 +102,11 @@ class DeiTTwoHeadObjective:
         return self.criterion.tau
 
     @property
+    def label_weight(self) -> float:
+        """The weight of the frame head's ground-truth loss in the total: 1 - alpha, or 1 with no token loss."""
+        return 1.0 if self.distillation == "none" else 1.0 - self.alpha
+
+    @property
     def uses_teacher(self) -> bool:
         return self.distillation in ("soft", "hard")
 

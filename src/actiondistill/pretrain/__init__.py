@@ -11,6 +11,7 @@ from actiondistill.pretrain.pipeline import (
     clips_dir,
     ensure_embedded_clips,
     parameter_counts,
+    provenance,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "clips_dir",
     "ensure_embedded_clips",
     "parameter_counts",
+    "provenance",
     "shipped",
 ]

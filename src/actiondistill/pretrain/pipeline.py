@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,19 @@ def ensure_embedded_clips(manifest_path: str | os.PathLike, cfg: PretrainConfig 
     return {"dir": str(out), "key": out.name, "reused": source != "trained", "source": source,
             "checkpoints": {name: str(p) for name, p in checkpoints.items()}, "report_path": str(report_path),
             "report": read_json(report_path)}
+
+
+def provenance(clips: Mapping[str, Any]) -> str:
+    """Where an `ensure_embedded_clips` result's weights came from, as a phrase for the book's text: a reader
+    must be able to tell shipped weights from weights this run trained."""
+    shipped_text = "the repository's shipped weights (`weights/embedded/`, SHA-256 checked)"
+    if clips["source"] == "trained":
+        return "trained by this run"
+    if clips["source"] == "shipped":
+        return f"installed by this run from {shipped_text}"
+    if clips["report"].get("shipped"):
+        return f"{shipped_text}, installed by an earlier run"
+    return "reused from the cache (trained by an earlier run)"
 
 
 def _manifest_file(manifest_path: str | os.PathLike) -> Path:

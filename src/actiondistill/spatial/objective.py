@@ -1,11 +1,17 @@
 """The training step of spatial distillation: ActionCLIP's loss plus weighted spatial losses (`spatial_multitask`).
 
-    loss = action loss + weight * sum_objectives weights[objective] * spatial loss[objective]
+    loss = action loss + weight * sum_objectives weights[objective] * spatial loss[objective]   (ActionCLIP's loss)
 
 The action loss is ActionCLIP's (`texts="batch"` or `"classes"`, as the `actionclip` objective), or, with `deit`
 (the options of `deit_twohead`), the two-headed DeiT loss of a two-headed student with spatial heads
 (`spatial-twohead`): frame head on the labels, token head on a teacher or the labels, from the same forward pass
-as the spatial heads. Each spatial loss compares a head of the model (`SpatialActionCLIP`,
+as the spatial heads. The DeiT loss weighs the frame head's label loss by 1 - alpha, so with `deit` the spatial
+losses are weighed by `weight * (1 - alpha)` (`DeiTTwoHeadObjective.label_weight`): `weight` keeps its meaning,
+the spatial losses against the label loss, as chapter 4 chose it. Unscaled, chapter 5's alpha of C/(C+1) made
+them about 20 times heavier against the labels than in chapter 4, and the combined student under-fit (training
+accuracy 0.40 against 0.58 without spatial heads, chapter 7 of 2026-12-07).
+
+Each spatial loss compares a head of the model (`SpatialActionCLIP`,
 `SpatialTwoHeadedActionCLIP`) with the batch's "spatial_targets" (`SpatialTargetDataset`): KL(target ||
 softmax(head)) for single-label objectives, BCE with logits for the multi-label ones named in `multi_label`
 (`SpatialTargets.multi_label`). `objectives` picks which objectives are on (default every head of the model), for
@@ -113,7 +119,8 @@ class SpatialMultiTaskObjective:
                 metrics[f"spatial_acc/{name}"] = (pred.argmax(1) == target.argmax(1)).float().mean()
             metrics[f"spatial/{name}"] = aux[name].detach()
         spatial = sum(self.weights.get(n, 1.0) * aux[n] for n in names)
-        total, _ = MultiTaskLoss({n: self.weight * self.weights.get(n, 1.0) for n in names})(main, aux)
+        weight = self.weight * (self.deit.label_weight if self.deit is not None else 1.0)
+        total, _ = MultiTaskLoss({n: weight * self.weights.get(n, 1.0) for n in names})(main, aux)
         metrics.update({"loss": total.detach(), "action_loss": main.detach(), "acc": correct.float().mean(),
                         "spatial_loss": spatial.detach()})
         return total, metrics
