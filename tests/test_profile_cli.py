@@ -115,6 +115,27 @@ def test_end_to_end_on_a_given_video(tmp_path):
     assert result["video"]["size"] == "96x72" and not result["video"]["synthesised"]
 
 
+def test_streaming_profile_by_runtime_says_where_time_goes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path / "data"))  # the ONNX cache
+    result, record = _profile(tmp_path, "--model", "actionclip-meanp", "--backbone", "embedded-tiny", "--frames", "2",
+                              "--mode", "end_to_end", "--stream", "--runtime", "eager", "onnx", "--warmup", "1",
+                              "--iters", "4", "--rounds", "2", "--no-progress")
+    rows = result["rows"]
+    assert [(r["backbone"], r["runtime"], r["frames"]) for r in rows] == [("embedded-tiny", "eager", 2),
+                                                                         ("embedded-tiny", "onnx", 2)]
+    for row in rows:
+        assert row["fps"] > 0 and row["frame_ms"] == pytest.approx(min(row["round_frame_ms"]))
+        assert len(row["round_frame_ms"]) == 2 and row["image_size"] == "64x64"
+        assert all(row[f"{stage}_ms"] > 0 for stage in ("decode", "resize", "encoder", "head"))
+        assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert rows[0]["speedup_vs_first"] == 1.0 and rows[0]["top1_agreement"] is None
+    assert rows[1]["top1_agreement"] == 1.0 and rows[1]["frame_min_cosine"] > 0.9999
+    assert result["stream"] and result["runtimes"] == ["eager", "onnx"] and "stream-eager+onnx" in result["record"]
+    assert result["video"]["synthesised"] and record["metrics"]["rows"] == rows
+    text = capsys.readouterr().out
+    assert "encoder" in text and "onnx" in text and "agreement with eager fp32" in text
+
+
 def test_compressed_triplet_profiles_in_model_mode(tmp_path):
     result, _ = _profile(tmp_path, "--model", "compressed-triplet", "--backbone", "tiny", "--frames", "2",
                          "--num-classes", "7", "--image-size", "32", "--warmup", "0", "--iters", "1", "--no-progress")
@@ -148,6 +169,14 @@ def test_errors_name_the_bad_value(tmp_path, capsys):
     empty.write_bytes(b"")
     err = _error([*TINY, "--mode", "end_to_end", "--video", str(empty)], capsys)
     assert str(empty) in err and "empty" in err
+    err = _error([*TINY, "--stream"], capsys)
+    assert "--stream: streams a video end to end; add --mode end_to_end" in err
+    err = _error([*TINY, "--runtime", "onnx"], capsys)
+    assert "--runtime onnx: runtimes apply to the streaming path; add --mode end_to_end --stream" in err
+    err = _error([*TINY, "--mode", "end_to_end", "--stream", "--runtime", "tensorrt"], capsys)
+    assert "--runtime tensorrt: expected some of eager, compile, onnx, onnx-int8, bf16" in err
+    err = _error([*TINY, "--mode", "end_to_end", "--stream", "--batch", "2"], capsys)
+    assert "--batch 2: the streaming path encodes one frame at a time" in err
     assert not (tmp_path / "records").exists()
 
 

@@ -234,7 +234,7 @@ def test_webcam_source_uses_opencv_by_default(monkeypatch, frames):
     import cv2
 
     monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture(frames[:3]))
-    assert len(list(webcam_source(0))) == 3
+    assert len(list(webcam_source(0, drop_stale=False))) == 3  # a fake camera outruns any consumer: keep them all
 
 
 def test_a_webcam_that_cannot_be_opened_is_named():

@@ -127,3 +127,17 @@ def test_models_that_cannot_stream_are_refused_up_front(clip_file):
         LiveZeroShot({"xclip": xclip}, LABELS, clip_file)
     with pytest.raises(ValueError, match="expected a model"):
         LiveZeroShot({}, LABELS, clip_file)
+
+
+def test_each_model_runs_on_the_chosen_runtime(models, clip_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))  # the ONNX cache
+    live = LiveZeroShot(models, LABELS, clip_file, num_frames=4, runtime="onnx")
+    assert live._recognizer("teacher").runtime == "onnx" and live._recognizer("teacher").frame_encoder.agreement["ok"]
+    while live.step() is None:
+        pass
+    assert "teacher (onnx)" in live.stats_label.value
+    live.model_select.value = "student"
+    live.step()
+    assert live._recognizer("student").runtime == "onnx"
+    with pytest.raises(ValueError, match="runtime 'tensorrt': expected one of eager, compile, onnx, onnx-int8, bf16"):
+        LiveZeroShot(models, LABELS, clip_file, runtime="tensorrt")

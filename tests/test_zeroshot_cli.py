@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -21,10 +22,11 @@ LABEL_TEXT = "juggling, riding a bike, waving"
 
 
 class FakeCapture:
-    """OpenCV VideoCapture's interface: BGR frames, then (False, None)."""
+    """OpenCV VideoCapture's interface: BGR frames `interval` seconds apart, as a camera delivers them (a live source
+    keeps only the newest frame, so an instant fake camera would outrun any model), then (False, None)."""
 
-    def __init__(self, frames, opened: bool = True):
-        self.frames, self.opened, self.position = frames, opened, 0
+    def __init__(self, frames, opened: bool = True, interval: float = 0.05):
+        self.frames, self.opened, self.position, self.interval = frames, opened, 0, interval
 
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return self.opened
@@ -32,6 +34,7 @@ class FakeCapture:
     def read(self):
         if self.position >= len(self.frames):
             return False, None
+        time.sleep(self.interval)
         self.position += 1
         return True, np.ascontiguousarray(self.frames[self.position - 1][..., ::-1])
 

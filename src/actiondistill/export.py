@@ -14,11 +14,20 @@ eager loudly: the returned model says `runtime == "eager"` and why, and a warnin
 
 Models whose text depends on the video (X-CLIP's video-conditioned prompts) do not fit a two-encoder deployment
 and are refused.
+
+Streaming runs only the image encoder per frame, so `frame_runtime` puts that one encoder on a runtime
+(FRAME_RUNTIMES: torch.compile, ONNX Runtime fp32, ONNX Runtime int8 after dynamic quantization, or bf16) and checks
+it where streaming uses it: the cosine of the frame embeddings and the top-1 of sliding-window predictions against
+eager fp32 (`check_frame_runtime`, limits FRAME_TOLERANCES, since int8 and bf16 cannot match to float rounding).
+Its ONNX files are cached under the data folder, keyed by the encoder's weights and every export option
+(`cached_frame_onnx`), so a second start skips the export and changed weights never reuse a stale file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -390,6 +399,22 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def _ort_session(path: Path, threads: int, providers: Sequence[str], what: str) -> Any:
+    """An onnxruntime session on `threads` intra-op threads, with errors naming the file and what it should be."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file (expected the {what} of an export)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's problem
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+        raise ValueError(f"{path}: onnxruntime cannot load it as the {what} ({type(err).__name__}: {err})") from err
+
+
 class OnnxVideoModel(RuntimeVideoModel):
     """The exported encoders in onnxruntime sessions (`load(directory)` reads an `export_onnx` folder).
 
@@ -405,7 +430,6 @@ class OnnxVideoModel(RuntimeVideoModel):
 
     def __init__(self, video_path: str | os.PathLike, text_path: str | os.PathLike, meta: Mapping[str, Any],
                  providers: Sequence[str] | None = None, threads: int | None = None):
-        import onnxruntime as ort
         import open_clip
 
         super().__init__(meta["num_frames"], meta["image_size"], meta["templates"], meta["eval_logit_scale"],
@@ -415,20 +439,9 @@ class OnnxVideoModel(RuntimeVideoModel):
         self.threads = torch.get_num_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ValueError(f"threads={threads!r}: expected >= 1")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's problem
         self.providers = list(providers) if providers is not None else default_providers()
-        self._sessions = {}
-        for name, path in (("video", Path(video_path)), ("text", Path(text_path))):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such ONNX file (expected the {name} encoder of an export)")
-            try:
-                self._sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
-            except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
-                raise ValueError(f"{path}: onnxruntime cannot load it as the {name} encoder "
-                                 f"({type(err).__name__}: {err})") from err
+        self._sessions = {name: _ort_session(Path(path), self.threads, self.providers, f"{name} encoder")
+                          for name, path in (("video", video_path), ("text", text_path))}
 
     @classmethod
     def load(cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None,
@@ -646,3 +659,337 @@ def runtime_table(model: VideoCLIP, runtimes: Sequence[str] = RUNTIMES, *, out_d
     table["model"] = label
     table.attrs.update(attrs)
     return table
+
+
+# --------------------------------------------------------------------------------------------- per-frame runtimes
+#: Runtimes of the image encoder that streaming runs once per frame (`frame_runtime`).
+FRAME_RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16")
+FRAME_FILE = "image_encoder.onnx"
+FRAME_MANIFEST = "frame_export.json"
+FRAME_EXPORT_VERSION = 1
+#: onnxruntime.quantization.quantize_dynamic's options for "onnx-int8": int8 weights per output channel (as
+#: accurate as per tensor here, at the same speed), activations quantized per call from their own range.
+INT8_OPTIONS = {"weight_type": "QInt8", "per_channel": True}
+#: How far each runtime may drift from eager fp32 before it is refused (`check_frame_runtime`). The fp32 runtimes
+#: differ from eager by float rounding only and get the export's limits. int8 weights and bf16 arithmetic keep
+#: about three significant digits, so they are held to what a user sees: the cosine of the frame embeddings and the
+#: top-1 of the window predictions (a max_abs_diff of 2, the largest possible between unit vectors, sets no limit).
+FRAME_TOLERANCES: dict[str, Tolerance] = {
+    "compile": Tolerance(),
+    "onnx": Tolerance(),
+    "onnx-int8": Tolerance(max_abs_diff=2.0, min_cosine=0.99, min_top1_agreement=0.9),
+    "bf16": Tolerance(max_abs_diff=2.0, min_cosine=0.99, min_top1_agreement=0.9),
+}
+
+
+@dataclasses.dataclass
+class FrameRuntime:
+    """The image encoder streaming runs once per frame, on one runtime: (N, 3, H, W) CLIP-normalised frames ->
+    (N, D) raw embeddings, what `VideoCLIP.encode_frames` computes for each frame.
+
+    `runtime` is what runs ("eager" when torch.compile failed and was fallen back from, `fallback_reason` saying
+    why), `requested` what was asked for, `agreement` the check against eager fp32 (`check_frame_runtime`; None for
+    eager itself) and `cache` where an ONNX file came from (`cached_frame_onnx`).
+    """
+
+    runtime: str
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    image_size: tuple[int, int]
+    requested: str = ""
+    agreement: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    build_s: float = 0.0
+    fallback_reason: str | None = None
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.encode(frames).float()
+
+    def summary(self) -> dict[str, Any]:
+        """What a result records about the runtime (JSON-able)."""
+        cache = None if self.cache is None else {k: v for k, v in self.cache.items() if k != "options"}
+        return {"runtime": self.runtime, "requested": self.requested or self.runtime,
+                "image_size": list(self.image_size), "build_s": round(self.build_s, 3),
+                "fallback_reason": self.fallback_reason, "agreement": self.agreement, "cache": cache}
+
+
+class OnnxFrameEncoder:
+    """An image-encoder ONNX file in onnxruntime. Its sessions follow torch's thread count (one per count, opened on
+    first use), so `--threads` and the stream's start-up thread test set onnxruntime's threads as they set eager's."""
+
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] = ("CPUExecutionProvider",)):
+        self.path, self.providers = Path(path), list(providers)
+        self._sessions: dict[int, Any] = {}
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            self._sessions[threads] = _ort_session(self.path, threads, self.providers, "image encoder")
+        array = frames.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self._sessions[threads].run(None, {"frames": array})[0]).to(frames.device)
+
+
+class _FrameGraph(nn.Module):
+    """What the image-encoder ONNX graph computes: frames (N, 3, H, W) -> raw CLIP image embeddings (N, D)."""
+
+    def __init__(self, model: VideoCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.backbone.encode_image(frames)
+
+
+def frame_cache_dir() -> Path:
+    """Where exported and quantized image encoders are kept: the project's data folder (`ACTIONDISTILL_DATA`)."""
+    from actiondistill.paths import data_dir
+
+    return data_dir() / "cache" / "runtimes"
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, dtypes, shapes, bytes): the weights an export was made
+    from, whether they came from a file, a tag or a seed, and blind to parts of a checkpoint it does not contain."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().view(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def frame_export_options(runtime: str, image_size: tuple[int, int], weights: str, opset: int) -> dict[str, Any]:
+    """Everything an ONNX image encoder depends on; its cache key is their digest, so any change makes a new file."""
+    import onnxruntime as ort
+
+    if runtime not in ("onnx", "onnx-int8"):
+        raise ValueError(f"runtime {runtime!r}: only 'onnx' and 'onnx-int8' are exported to files")
+    options = {"version": FRAME_EXPORT_VERSION, "runtime": runtime, "image_size": list(image_size), "opset": opset,
+               "weights_sha256": weights, "torch": torch.__version__, "onnxruntime": ort.__version__}
+    if runtime == "onnx-int8":
+        options["quantization"] = dict(INT8_OPTIONS)
+    return options
+
+
+def frame_cache_key(options: Mapping[str, Any]) -> str:
+    """The cache folder's name for `frame_export_options`: the runtime and a digest of every option."""
+    digest = hashlib.sha256(json.dumps(dict(options), sort_keys=True).encode()).hexdigest()
+    return f"{options['runtime']}-{digest[:24]}"
+
+
+def cached_frame_onnx(model: VideoCLIP, runtime: str, image_size: int | Sequence[int] | None = None, *,
+                      opset: int = 17, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The ONNX image encoder of `runtime` ("onnx" or "onnx-int8") for `model`: from the cache when one was made
+    from the same weights with the same options, else exported (and quantized) now and published atomically (a
+    temporary folder renamed into place, so an interrupted export never looks complete).
+
+    Returns {"path", "key", "directory", "reused", "build_s", "options"}; a cached file whose SHA-256 no longer
+    matches its manifest is made again.
+    """
+    hw = _image_size(model, image_size)
+    root = Path(cache_dir) if cache_dir is not None else frame_cache_dir()
+    return _cached_onnx(model, runtime, hw, weights_sha256(model.backbone.visual), opset, root)
+
+
+def _cached_onnx(model: VideoCLIP, runtime: str, hw: tuple[int, int], weights: str, opset: int,
+                 root: Path) -> dict[str, Any]:
+    options = frame_export_options(runtime, hw, weights, opset)
+    key = frame_cache_key(options)
+    folder = root / key
+    found = _read_cached(folder, options)
+    if found is not None:
+        return found
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        target = tmp / FRAME_FILE
+        if runtime == "onnx":
+            example = torch.zeros(2, 3, *hw, device=model.logit_scale.device)
+            _onnx_export(_FrameGraph(model), example, target, "frames", opset)
+        else:
+            _quantize(Path(_cached_onnx(model, "onnx", hw, weights, opset, root)["path"]), target)
+        manifest = {"options": options, "file": FRAME_FILE, "sha256": file_sha256(target),
+                    "bytes": target.stat().st_size, "build_s": round(time.perf_counter() - started, 3)}
+        atomic_write_json(tmp / FRAME_MANIFEST, manifest)
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged entry of the same key
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process published the same key meanwhile: theirs is as good
+            if _read_cached(folder, options) is None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"path": str(folder / FRAME_FILE), "key": key, "directory": str(folder), "reused": False,
+            "build_s": manifest["build_s"], "options": options}
+
+
+def _read_cached(folder: Path, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cache entry in `folder` when it is complete and intact, else None (a damaged one is logged)."""
+    manifest_path = folder / FRAME_MANIFEST
+    if not manifest_path.is_file():
+        return None
+    manifest = read_json(manifest_path)
+    path = folder / manifest.get("file", FRAME_FILE)
+    if manifest.get("options") != dict(options) or not path.is_file() or file_sha256(path) != manifest.get("sha256"):
+        log.warning("%s: damaged or foreign cache entry, making it again", folder)
+        return None
+    return {"path": str(path), "key": folder.name, "directory": str(folder), "reused": True,
+            "build_s": manifest.get("build_s"), "options": dict(options)}
+
+
+class _QuietPreprocessingAdvice(logging.Filter):
+    """quantize_dynamic advises pre-processing on the root logger; its shape inference fails on open_clip's ViTs
+    (a Reshape of symbolic rank), and quantizing without it agrees with eager to a cosine of 0.9999."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """int8 dynamic quantization of an fp32 ONNX file (INT8_OPTIONS)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = _QuietPreprocessingAdvice()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType[INT8_OPTIONS["weight_type"]],
+                         per_channel=INT8_OPTIONS["per_channel"])
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+def _bf16_encoder(model: VideoCLIP) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A bf16 copy of the image encoder (the model keeps its fp32 weights): on CPUs with AVX512-BF16 or AMX its
+    matrix products run on bf16 units, and weights cast once beat autocast, which casts them on every call."""
+    import copy
+
+    visual = copy.deepcopy(model.backbone.visual).to(torch.bfloat16).eval()
+
+    def encode(frames: torch.Tensor) -> torch.Tensor:
+        return visual(frames.to(torch.bfloat16)).float()
+
+    return encode
+
+
+def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor],
+                      probe: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], str | None]:
+    """torch.compile of the image encoder, compiled now on one frame (batch 1, as streamed); when compilation fails
+    (and eager does not), the eager encoder and the reason, as `compile_model` falls back."""
+    compiled = torch.compile(encode)
+    try:
+        with torch.inference_mode():
+            compiled(probe)
+    except Exception as err:  # compilation failures come as many types (backend, C++ build, lowering)
+        with torch.inference_mode():
+            encode(probe)  # an error of the model itself is raised as such, not hidden as a fallback
+        reason = f"image encoder: {type(err).__name__}: {' '.join(str(err).split())[:400]}"
+        log.warning("torch.compile unusable here, running eager PyTorch instead: %s", reason)
+        return encode, reason
+    return compiled, None
+
+
+def probe_stream(image_size: tuple[int, int], clip_frames: int, clips: int = 4, seed: int = 0) -> torch.Tensor:
+    """`clips` clips of the synthetic world, `clip_frames` each, rendered at the image size, joined and
+    CLIP-normalised: (clips * clip_frames, 3, H, W). Rendered scenes rather than noise, so that a quantized encoder
+    is probed on the kind of image it will see."""
+    import numpy as np
+
+    from actiondistill.data.synthetic import render_clip, sample_spec
+    from actiondistill.data.transforms import eval_transform
+
+    frames = np.concatenate([render_clip(sample_spec(seed + k), size=max(image_size), frames=clip_frames)
+                             for k in range(clips)])
+    return eval_transform(image_size)(frames)
+
+
+def _given(tensor: torch.Tensor) -> Callable[[Any], torch.Tensor]:
+    return lambda _: tensor
+
+
+def check_frame_runtime(reference: Callable[[torch.Tensor], torch.Tensor],
+                        candidate: Callable[[torch.Tensor], torch.Tensor], model: VideoCLIP, frames: torch.Tensor,
+                        window: int, labels: Sequence[str] = PROBE_LABELS, templates: Sequence[str] | None = None,
+                        tolerance: Tolerance = Tolerance(), *, runtime: str = "candidate",
+                        raise_error: bool = True) -> dict[str, Any]:
+    """Compare a frame encoder with eager fp32 where streaming uses it.
+
+    The candidate encodes each of `frames` alone (batch 1, as streamed); `check_agreement` then compares the frame
+    embeddings (cosine, largest difference once normalised) and the predictions of every sliding window of
+    `window` frames through the model's temporal head against the text of `labels` (zero-shot top-1).
+
+    Returns {"runtime", "frames", "windows", "frame_min_cosine", "frame_mean_cosine", "frame_max_abs_diff",
+    "top1_agreement", "max_logit_diff", "tolerance", "failures", "ok"}; with `raise_error`, an AgreementError in one
+    line naming the runtime, each measured value and its threshold.
+    """
+    if not 1 <= window <= len(frames):
+        raise ValueError(f"window={window}: expected 1 to the {len(frames)} probe frames")
+    with torch.inference_mode():
+        ref = reference(frames).float()
+        cand = torch.cat([candidate(frame[None]) for frame in frames]).float()
+        videos = [model.fuse_frames(e.unfold(0, window, 1).permute(0, 2, 1)) for e in (ref, cand)]
+        text = model.text_templates(check_label_list(labels), templates).mean(dim=0)
+    frame_limits = dataclasses.replace(tolerance, min_top1_agreement=0.0)
+    frame = check_agreement(_given(ref), _given(cand), None, tolerance=frame_limits)
+    top1_limits = Tolerance(max_abs_diff=2.0, min_cosine=-1.0, min_top1_agreement=tolerance.min_top1_agreement)
+    video = check_agreement(_given(videos[0]), _given(videos[1]), None, text=text, scale=model.eval_logit_scale,
+                            tolerance=top1_limits)
+    failures = ([f"frame embeddings: {f}" for f in frame["failures"]]
+                + [f"window predictions: {f}" for f in video["failures"]])
+    result = {"runtime": runtime, "frames": len(frames), "windows": int(videos[0].shape[0]),
+              "frame_min_cosine": frame["min_cosine"],
+              "frame_mean_cosine": float(F.cosine_similarity(ref, cand, dim=-1).mean()),
+              "frame_max_abs_diff": frame["max_abs_diff"], "top1_agreement": video["top1_agreement"],
+              "max_logit_diff": video["max_logit_diff"], "tolerance": dataclasses.asdict(tolerance),
+              "failures": failures, "ok": not failures}
+    if failures and raise_error:
+        raise AgreementError(f"runtime {runtime!r} refused: {'; '.join(failures)} (against eager fp32 on "
+                             f"{result['frames']} probe frames and {result['windows']} windows of {window})")
+    return result
+
+
+def frame_runtime(model: VideoCLIP, runtime: str = "eager", *, labels: Sequence[str] = PROBE_LABELS,
+                  templates: Sequence[str] | None = None, num_frames: int | None = None,
+                  image_size: int | Sequence[int] | None = None, tolerance: Tolerance | None = None,
+                  cache_dir: str | os.PathLike | None = None, opset: int = 17, probe_clips: int = 4, seed: int = 0,
+                  raise_error: bool = True) -> FrameRuntime:
+    """The model's per-frame image encoder on `runtime`, checked against eager fp32 before it is used.
+
+    "compile" is torch.compile (inductor; eager with a warning where it cannot compile), "onnx" the exported graph
+    in onnxruntime, "onnx-int8" that graph with int8 dynamic quantization, "bf16" a bf16 copy of the encoder.
+    ONNX files come from the cache (`cached_frame_onnx`), so a second start skips the export. Every runtime but
+    eager is compared with eager fp32 on `probe_clips` rendered clips of `num_frames` frames (default the model's)
+    with `labels` (`check_frame_runtime`, limits `tolerance`, default FRAME_TOLERANCES[runtime]) and refused with
+    an AgreementError when it drifts further (with `raise_error`; else the failed check is recorded and logged).
+    """
+    if runtime not in FRAME_RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(FRAME_RUNTIMES)}")
+    model = model.eval()
+    hw = _image_size(model, image_size)
+    eager = model.backbone.encode_image
+    built = FrameRuntime(runtime, eager, hw, requested=runtime)
+    if runtime == "eager":
+        return built
+    device = model.logit_scale.device
+    if runtime.startswith("onnx") and device.type != "cpu":
+        raise ValueError(f"runtime {runtime!r}: onnxruntime runs on the CPU here, but the model is on {device}; "
+                         "use the CPU, or runtime eager, compile or bf16")
+    started = time.perf_counter()
+    window = model.num_frames if num_frames is None else int(num_frames)
+    frames = probe_stream(hw, window, probe_clips, seed).to(device)
+    if runtime == "compile":
+        built.encode, built.fallback_reason = _compiled_encoder(eager, frames[:1])
+        built.runtime = "eager" if built.fallback_reason else "compile"
+    elif runtime == "bf16":
+        built.encode = _bf16_encoder(model)
+    else:
+        built.cache = cached_frame_onnx(model, runtime, hw, opset=opset, cache_dir=cache_dir)
+        built.encode = OnnxFrameEncoder(built.cache["path"])
+    if built.fallback_reason is None:
+        built.agreement = check_frame_runtime(eager, built, model, frames, window, labels, templates,
+                                              tolerance or FRAME_TOLERANCES[runtime], runtime=runtime,
+                                              raise_error=raise_error)
+        if not built.agreement["ok"]:
+            log.warning("runtime %r disagrees with eager fp32: %s", runtime, "; ".join(built.agreement["failures"]))
+    built.build_s = time.perf_counter() - started
+    return built

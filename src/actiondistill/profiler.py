@@ -13,6 +13,8 @@ FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts a multipl
 
 `profile_backbones` is what the `profile` command runs: one registered video model on several backbones (random
 weights), model-only (encode_video on random frames) or end to end (decode + transform + encode_video).
+`profile_streaming` (`profile --mode end_to_end --stream`) times the streaming path instead, frame by frame, with
+the image encoder on each requested runtime, and says where the time goes (decode, resize, encoder, head).
 """
 
 from __future__ import annotations
@@ -786,4 +788,156 @@ def profile_backbones(
     table.attrs.update(attrs, columns=dict(PROFILE_COLUMNS), video=facts,
                        note=TEXT_ENCODER_NOTE if clip else "timed: the forward of the I-frame, motion-vector and "
                        "residual networks with all 12 internal classifiers, on random segments")
+    return table
+
+
+#: Labels the streaming profile scores every window against (their text embeddings are computed once, as deployed).
+STREAM_LABELS = ("waving", "clapping", "juggling", "running", "drinking")
+#: The columns of `profile_streaming`'s table.
+STREAM_COLUMNS = {
+    "model": "registered model name (create_model)",
+    "backbone": "backbone architecture, random weights",
+    "runtime": "what ran the per-frame image encoder (actiondistill.export.FRAME_RUNTIMES; eager after a "
+               "torch.compile fallback)",
+    "frames": "window length T: frame embeddings fused per prediction",
+    "image_size": "frame height x width fed to the image encoder",
+    "threads": "torch (and onnxruntime) CPU threads",
+    "fps": "frames per second end to end (decode + resize + encoder + head, a prediction at every frame) in the "
+           "fastest round",
+    "frame_ms": "wall time per frame in the fastest round (1000 / fps)",
+    "round_frame_ms": "wall time per frame of each round",
+    "round_spread": SWEEP_COLUMNS["round_spread"].replace("round_medians_ms", "round_frame_ms"),
+    "under_load": SWEEP_COLUMNS["under_load"],
+    "latency_p50_ms": "median processing time of one frame (resize + encoder + head; decoding excluded), fastest "
+                      "round",
+    "latency_p99_ms": "99th percentile of that processing time, fastest round",
+    "decode_ms": "mean time per frame spent waiting for the decoder (PyAV, frame by frame), fastest round",
+    "resize_ms": "mean time per frame of resize, centre crop and normalisation, fastest round",
+    "encoder_ms": "mean time per frame of the image encoder on its runtime, fastest round",
+    "head_ms": "mean time per window of the temporal head and the scoring against the cached label embeddings",
+    "speedup_vs_first": "the median over rounds of (the first row's frame_ms at the same T) / (this row's), each "
+                        "ratio from two runs taken in the same round",
+    "frame_min_cosine": "agreement with eager fp32 on probe frames: lowest cosine of the frame embeddings (NaN for "
+                        "eager itself)",
+    "top1_agreement": "agreement with eager fp32: share of probe windows with the same top-1 label (NaN for eager)",
+    "params_total_m": "parameters of the whole model (millions)",
+    "params_backbone_m": "parameters of the CLIP image encoder, the part run on every frame (millions)",
+}
+
+
+def _stream_row(name: tuple[str, str], t: int, recognizer: Any, runs: Sequence[dict[str, Any]],
+                reference: Sequence[float]) -> dict[str, Any]:
+    """One table row from a recognizer's per-round stream statistics; the fastest round's figures."""
+    from actiondistill.models import visual_parameter_count
+
+    best = max(runs, key=lambda stats: stats["fps"])
+    figures = _round_figures([1e3 / stats["fps"] for stats in runs], reference)
+    check = recognizer.frame_encoder.agreement or {}
+    hw = recognizer.frame_encoder.image_size
+    return {
+        "backbone": name[0], "runtime": recognizer.runtime, "frames": t, "image_size": f"{hw[0]}x{hw[1]}",
+        "threads": torch.get_num_threads(), "fps": best["fps"], "frame_ms": figures["latency_ms"],
+        "round_frame_ms": figures["round_medians_ms"], "round_spread": figures["round_spread"],
+        "under_load": figures["under_load"], "latency_p50_ms": best["latency_p50_ms"],
+        "latency_p99_ms": best["latency_p99_ms"], "decode_ms": best["stages_ms"]["decode"],
+        "resize_ms": best["stages_ms"]["resize"], "encoder_ms": best["stages_ms"]["encoder"],
+        "head_ms": best["stages_ms"]["head"], "speedup_vs_first": figures["speedup_vs_first"],
+        "frame_min_cosine": check.get("frame_min_cosine", math.nan),
+        "top1_agreement": check.get("top1_agreement", math.nan),
+        "params_total_m": count_parameters(recognizer.model) / 1e6,
+        "params_backbone_m": visual_parameter_count(recognizer.model.backbone) / 1e6,
+    }
+
+
+def profile_streaming(
+    model: str,
+    backbones: Sequence[str],
+    runtimes: Sequence[str] = ("eager",),
+    frames: Sequence[int] = (8,),
+    *,
+    video: str | os.PathLike | None = None,
+    model_cfg: Mapping[str, Any] | None = None,
+    warmup: int = 4,
+    iters: int = 32,
+    rounds: int = 1,
+    labels: Sequence[str] = STREAM_LABELS,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """End-to-end streaming as `zeroshot` runs it, for one model on several backbones and runtimes side by side.
+
+    Per frame: PyAV decodes the next frame of `video`, the eval transform resizes it, the image encoder runs once
+    on its runtime, the temporal head fuses the window of the last T frame embeddings and the result is scored
+    against the cached label embeddings (a prediction at every frame). Each (backbone, runtime) streams `iters`
+    frames per round after `warmup` untimed frames, taking turns round by round as `sweep`'s models do, so that
+    load from other processes lands on every row alike; each row reports its fastest round and the spread.
+    Every runtime but eager passed its agreement check against eager fp32 (`export.frame_runtime`) first.
+
+    Args:
+        model: a CLIP video model that streams (ActionCLIP, ViFi-CLIP).
+        backbones: CLIP architectures (random weights), each at its own input size; the first row of each window
+            length is the speed-up reference.
+        runtimes: `export.FRAME_RUNTIMES` names.
+        frames: window lengths T.
+        video: the file streamed; default a synthesised clip long enough for `warmup + iters` frames.
+        model_cfg: extra create_model options.
+
+    Returns:
+        DataFrame with the columns of STREAM_COLUMNS; attrs hold "columns", "environment", "rounds", "load_spread",
+        "under_load", "video" (the streamed file's facts) and "note".
+    """
+    import pandas as pd
+
+    from actiondistill.export import FRAME_RUNTIMES
+    from actiondistill.models.backbones import backbone_config, list_backbones
+    from actiondistill.models.registry import create_model, list_models, uses_clip_backbone
+    from actiondistill.realtime import StreamingRecognizer, video_source
+
+    frames = _check_counts("frames", frames)
+    if model not in list_models() or not uses_clip_backbone(model):
+        raise ValueError(f"model {model!r}: expected a CLIP video model of {list_models()} (not compressed-triplet)")
+    unknown = [name for name in backbones if name not in list_backbones()]
+    if not backbones or unknown:
+        raise ValueError(f"backbones {unknown or list(backbones)}: expected one or more of list_backbones(), e.g. "
+                         "TinyCLIP-ViT-8M-16-Text-3M")
+    unknown = [name for name in runtimes if name not in FRAME_RUNTIMES]
+    if not runtimes or unknown:
+        raise ValueError(f"runtimes {unknown or list(runtimes)}: expected one or more of {list(FRAME_RUNTIMES)}")
+    if isinstance(rounds, bool) or rounds < 1 or iters < 1 or warmup < 0:
+        raise ValueError(f"rounds={rounds}, iters={iters}, warmup={warmup}: expected rounds, iters >= 1, warmup >= 0")
+    rows: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        synthesised = video is None
+        if synthesised:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="actiondistill-stream-")))
+            side = max(backbone_config(name)["vision_cfg"]["image_size"] for name in backbones)
+            video = _synthesise_clip(folder / "stream.mp4", max(warmup, iters, 16), side, seed)
+        facts = {**_video_facts(Path(video), synthesised), "backend": "pyav (frame by frame, as streamed)"}
+        bar = tqdm(total=len(frames) * len(backbones) * len(runtimes) * (rounds + 1), desc="streaming profile",
+                   disable=not progress)
+        for t in frames:
+            recognizers = {}
+            for backbone in backbones:
+                torch.manual_seed(seed)
+                built = create_model(model, backbone=backbone, num_frames=t, **dict(model_cfg or {}))
+                for runtime in runtimes:
+                    recognizers[backbone, runtime] = StreamingRecognizer(built, labels, num_frames=t, runtime=runtime)
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {name: [] for name in recognizers}
+            for turn in range(rounds + 1):  # the first turn warms every row up and is not counted
+                for name, recognizer in recognizers.items():
+                    bar.set_postfix(backbone=name[0], runtime=name[1], frames=t)
+                    recognizer.reset()
+                    stats = recognizer.run(video_source(video), max_frames=iters if turn else max(warmup, 1),
+                                           progress=False).stats
+                    if turn:
+                        runs[name].append(stats)
+                    bar.update(1)
+            reference = [1e3 / stats["fps"] for stats in runs[next(iter(runs))]]
+            rows += [_stream_row(name, t, recognizers[name], runs[name], reference) for name in recognizers]
+        bar.close()
+    table = pd.DataFrame([{"model": model, **row} for row in rows])[list(STREAM_COLUMNS)]
+    table.attrs.update(columns=dict(STREAM_COLUMNS), environment=environment(), rounds=rounds,
+                       load_spread=LOAD_SPREAD, under_load=bool(table["under_load"].any()), video=facts,
+                       note="streamed at stride 1 (a prediction at every frame) with random weights: speed only; "
+                            f"{len(labels)} labels, their text embeddings computed once")
     return table

@@ -40,12 +40,15 @@ class LiveZeroShot:
         display_size: the longer side of the displayed frame, in pixels.
         stats_window: frames the FPS/latency readout averages over.
         timeout: seconds without a frame before a webcam or iterator counts as stalled.
+        runtime: where each model's image encoder runs (`export.FRAME_RUNTIMES`: eager, compile, onnx, onnx-int8,
+            bf16); any but eager is checked against eager fp32 when the model is first selected and refused
+            (AgreementError) if it changes the predictions.
     """
 
     def __init__(self, models: Mapping[str, nn.Module] | nn.Module, labels: Sequence[str] | str, source: SourceSpec,
                  *, num_frames: int | None = None, stride: int = 1, topk: int = 5, smoothing: float | None = None,
                  templates: Sequence[str] | None = None, device: str = "cpu", display_size: int = 256,
-                 stats_window: int = 60, timeout: float = 5.0):
+                 stats_window: int = 60, timeout: float = 5.0, runtime: str = "eager"):
         import ipywidgets as w
 
         self.models = {"model": models} if isinstance(models, nn.Module) else dict(models)
@@ -53,7 +56,7 @@ class LiveZeroShot:
             raise ValueError(f"models: expected a model or a non-empty dict of models, got {models!r}")
         self.labels = parse_labels(labels) if isinstance(labels, str) else validate_labels(labels)
         self.options = {"num_frames": num_frames, "stride": stride, "topk": topk, "smoothing": smoothing,
-                        "templates": templates, "device": device, "stats_window": stats_window}
+                        "templates": templates, "device": device, "stats_window": stats_window, "runtime": runtime}
         self.display_size, self.timeout = display_size, timeout
         self._source_spec = source
         self._source: FrameSource | None = None
@@ -230,7 +233,8 @@ class LiveZeroShot:
         fuse = f"{s['fuse_ms']:.1f} ms" if s["fuse_ms"] is not None else "--"
         return (f"<b>{s['fps']:.1f} FPS</b> &middot; latency p50 {s['latency_p50_ms']:.1f} ms, p90 "
                 f"{s['latency_p90_ms']:.1f} ms &middot; encode {s['encode_ms']:.1f} ms, fuse {fuse} &middot; "
-                f"{html.escape(str(self.model_select.value))}, {recognizer.num_frames}-frame windows")
+                f"{html.escape(str(self.model_select.value))} ({recognizer.runtime}), {recognizer.num_frames}-frame "
+                "windows")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -1,4 +1,5 @@
-"""`profile`: latency, throughput, GFLOPs, parameters and peak memory of one model on several backbones."""
+"""`profile`: latency, throughput, GFLOPs, parameters and peak memory of one model on several backbones; with
+`--mode end_to_end --stream`, streaming FPS per backbone and per-frame runtime, and where each frame's time goes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16")  # export.FRAME_RUNTIMES, without importing torch
 HELP = ("time one video model on several backbones side by side (random weights): p50/p90/p99 latency, clips/s, "
         "GFLOPs (2 x MAC), parameters, peak memory and the speed-up against the first backbone; model-only latency "
         "excludes the text encoder, whose label embeddings are cached in deployment")
@@ -29,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("model", "end_to_end"), default="model",
                         help="model: encode_video on random frames (text encoder excluded); end_to_end: open + TSN "
                         "indices + decode + eval transform + encode_video per batch of clips")
+    parser.add_argument("--stream", action="store_true", help="with --mode end_to_end: stream --video frame by frame "
+                        "as zeroshot does (decode, resize, image encoder on each --runtime, temporal head over a "
+                        "sliding window of --frames, scoring against cached labels) and report FPS and the time per "
+                        "stage; --iters is then the frames streamed per round")
+    parser.add_argument("--runtime", nargs="+", default=["eager"], metavar="NAME",
+                        help=f"with --stream: image-encoder runtimes to compare ({', '.join(RUNTIMES)}); default eager")
     parser.add_argument("--video", type=Path, help="clip decoded in end_to_end mode (default: a synthesised clip)")
     parser.add_argument("--image-size", type=int, help="frame side for every backbone (default: each backbone's)")
     parser.add_argument("--num-classes", type=int, default=51,
@@ -43,11 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_name(args: argparse.Namespace, device: str) -> str:
-    """profile-<model>-<mode>-<device>-<dtype>-<backbones>; a digest of the backbones when their names are long."""
+    """profile-<model>-<mode>-<device>-<dtype>-<backbones>; a digest of the backbones when their names are long;
+    streaming profiles say so and name their runtimes."""
     joined = "+".join(args.backbone)
     if len(joined) > 120:
         joined = f"{len(args.backbone)}backbones-{hashlib.sha1(joined.encode()).hexdigest()[:10]}"
-    return f"profile-{args.model}-{args.mode}-{device.replace(':', '')}-{args.dtype}-{joined}"
+    mode = f"stream-{'+'.join(args.runtime)}" if args.stream else args.mode
+    return f"profile-{args.model}-{mode}-{device.replace(':', '')}-{args.dtype}-{joined}"
 
 
 def _plain(value: Any) -> Any:
@@ -60,21 +70,29 @@ def run(args: argparse.Namespace) -> dict:
 
     from actiondistill.engine.records import build_record, write_record
     from actiondistill.models.registry import uses_clip_backbone
-    from actiondistill.profiler import profile_backbones
+    from actiondistill.profiler import profile_backbones, profile_streaming
 
+    check_stream_options(args)
     started = time.time()
-    table = profile_backbones(
-        args.model, args.backbone, args.frames, args.batch, device=args.device, dtype=args.dtype, mode=args.mode,
-        video=args.video, image_size=args.image_size, warmup=args.warmup, iters=args.iters, rounds=args.rounds,
-        model_cfg=None if uses_clip_backbone(args.model) else {"num_classes": args.num_classes},
-        progress=not args.no_progress,
-    )
+    if args.stream:
+        table = profile_streaming(args.model, args.backbone, args.runtime, args.frames, video=args.video,
+                                  warmup=args.warmup, iters=args.iters, rounds=args.rounds,
+                                  progress=not args.no_progress)
+    else:
+        table = profile_backbones(
+            args.model, args.backbone, args.frames, args.batch, device=args.device, dtype=args.dtype, mode=args.mode,
+            video=args.video, image_size=args.image_size, warmup=args.warmup, iters=args.iters, rounds=args.rounds,
+            model_cfg=None if uses_clip_backbone(args.model) else {"num_classes": args.num_classes},
+            progress=not args.no_progress,
+        )
     rows = [{key: _plain(value) for key, value in row.items()} for row in table.to_dict("records")]
-    device = rows[0]["device"]
+    device = rows[0].get("device", "cpu")
     result: dict[str, Any] = {
         "model": args.model,
         "backbones": list(args.backbone),
         "mode": args.mode,
+        "stream": args.stream,
+        "runtimes": list(args.runtime) if args.stream else None,
         "device": device,
         "dtype": args.dtype,
         "warmup": args.warmup,
@@ -94,11 +112,33 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def check_stream_options(args: argparse.Namespace) -> None:
+    """Options the streaming path takes and the clip path does not (and back), refused naming the flag."""
+    unknown = [name for name in args.runtime if name not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"--runtime {' '.join(unknown)}: expected some of {', '.join(RUNTIMES)}")
+    if not args.stream:
+        if args.runtime != ["eager"]:
+            raise ValueError(f"--runtime {' '.join(args.runtime)}: runtimes apply to the streaming path; add --mode "
+                             "end_to_end --stream")
+        return
+    if args.mode != "end_to_end":
+        raise ValueError("--stream: streams a video end to end; add --mode end_to_end")
+    for flag, value, default in (("--batch", args.batch, [1]), ("--device", args.device, "cpu"),
+                                 ("--dtype", args.dtype, "fp32"), ("--image-size", args.image_size, None)):
+        if value != default:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise ValueError(f"{flag} {shown}: the streaming path encodes one frame at a time on the CPU, at each "
+                             f"backbone's own size, in the --runtime's precision; leave {flag} out")
+
+
 def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def format_text(result: dict) -> str:
+    if result["stream"]:
+        return format_stream_text(result)
     header = (f"{'model':<18} {'backbone':<30} {'T':>3} {'B':>3} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
               f"{'clips/s':>8} {'GFLOPs':>8} {'params M':>8} {'image M':>8} {'peak MB':>8} {'speedup':>7}")
     lines = [header]
@@ -119,9 +159,41 @@ def format_text(result: dict) -> str:
         f"device: {result['device']} ({env['device_name']}), torch {env['torch']}, {env['threads']} threads, "
         f"{env['cpu_count']} CPUs" + (f", load average {load[0]:.2f}" if load else ""),
     ]
+    lines += _tail_lines(result)
+    return "\n".join(lines)
+
+
+def format_stream_text(result: dict) -> str:
+    """The streaming table: FPS, per-frame latency, time per stage and agreement with eager fp32 per row."""
+    lines = [f"{'backbone':<30} {'runtime':<9} {'T':>3} {'FPS':>7} {'p50 ms':>7} {'p99 ms':>7} {'decode':>7} "
+             f"{'resize':>7} {'encoder':>7} {'head':>7} {'cosine':>8} {'top-1':>6} {'speedup':>7}"]
+    for row in result["rows"]:
+        lines.append(
+            f"{row['backbone']:<30} {row['runtime']:<9} {row['frames']:>3} {row['fps']:>7.1f} "
+            f"{row['latency_p50_ms']:>7.1f} {row['latency_p99_ms']:>7.1f} {_number(row['decode_ms'], 1):>7} "
+            f"{_number(row['resize_ms'], 1):>7} {_number(row['encoder_ms'], 1):>7} {_number(row['head_ms'], 1):>7} "
+            f"{_number(row['frame_min_cosine'], 5):>8} {_number(row['top1_agreement'], 2):>6} "
+            f"{row['speedup_vs_first']:>6.2f}x")
+    env = result["environment"]
+    load = env.get("load_average")
+    lines += [
+        f"streamed at stride 1, warm-up {result['warmup']} frames, {result['rounds']} x {result['iters']} frames per "
+        "row taking turns; FPS from the fastest round; stage times in ms per frame (head per window); cosine and "
+        "top-1: agreement with eager fp32 on probe frames",
+        f"note: {result['note']}",
+        f"device: cpu ({env['device_name']}), torch {env['torch']}, {env['threads']} threads, {env['cpu_count']} CPUs"
+        + (f", load average {load[0]:.2f}" if load else ""),
+        *_tail_lines(result),
+    ]
+    return "\n".join(lines)
+
+
+def _tail_lines(result: dict) -> list[str]:
+    """The streamed or decoded video, and where the record went."""
+    lines = []
     video = result["video"]
     if video:
         source = "synthesised clip" if video["synthesised"] else video["path"]
         lines.append(f"video: {source}, {video['num_frames']} frames of {video['size']}, read with {video['backend']}")
     lines.append(f"record: {result['record']}")
-    return "\n".join(lines)
+    return lines

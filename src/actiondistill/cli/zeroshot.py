@@ -1,7 +1,8 @@
 """`zeroshot`: real-time zero-shot action recognition on a video file or a webcam with the user's own labels.
 
 Predictions are printed as they are emitted (one line each) and the FPS/latency summary at the end; with
-`--json` (no path) nothing is printed live and the JSON holds `predictions` and `stats`.
+`--json` (no path) nothing is printed live and the JSON holds `predictions` and `stats`. `--runtime` runs the image
+encoder, the per-frame cost, on a faster runtime after checking it against eager fp32 (`export.frame_runtime`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from actiondistill.cli._model_args import DEFAULT_FRAMES, RANDOM_WARNING, add_model_arguments, build_model
 
 HELP = "zero-shot action recognition on a video file or webcam with free-text labels, streamed in real time"
+RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16")  # export.FRAME_RUNTIMES, without importing torch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -29,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, help="stop after N frames (default: until the source ends)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds without a frame before the source counts as stalled (default 5)")
+    parser.add_argument("--live", action="store_true", help="with --video: play the file at its frame rate, as a "
+                        "camera delivers frames; frames the model cannot keep up with are dropped (the newest wins)")
+    parser.add_argument("--runtime", default="eager", metavar="NAME",
+                        help=f"where the per-frame image encoder runs: {', '.join(RUNTIMES)} (default eager); any but "
+                        "eager is checked against eager fp32 at start-up and refused if it changes the predictions; "
+                        "ONNX files are cached under the data folder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: the fastest of 1, 2 and all "
                         "cores, timed on a few frames at start-up; on a busy machine that is often 1)")
@@ -53,7 +61,8 @@ def run(args: argparse.Namespace) -> dict:
         model, spec = build_model(args)
         model.progress = not args.no_progress
         recognizer = StreamingRecognizer(model, labels, num_frames=args.frames, stride=args.stride,
-                                         smoothing=args.smoothing, device=args.device, topk=args.topk)
+                                         smoothing=args.smoothing, device=args.device, topk=args.topk,
+                                         runtime=args.runtime)
     except BaseException:
         if source is not None:
             source.close()
@@ -67,7 +76,11 @@ def run(args: argparse.Namespace) -> dict:
     weights = spec["weights"]
     live = args.json != "-"
     if live:
-        print(f"{spec['name']} on {spec['backbone']}; {weights.line()}; {threads_text(threads)}", file=sys.stderr)
+        print(f"{spec['name']} on {spec['backbone']}; {weights.line()}; {threads_text(threads)}; "
+              f"{runtime_text(recognizer.frame_encoder.summary())}", file=sys.stderr)
+    if args.live:  # a live replay starts its clock now, not while the model was being built
+        source.close()
+        source = video_source(args.video, timeout=args.timeout, live=True)
     if source is None:
         source = webcam_source(args.webcam, timeout=args.timeout)
     source_name = str(args.video) if args.video is not None else f"webcam {args.webcam}"
@@ -89,6 +102,8 @@ def run(args: argparse.Namespace) -> dict:
         "smoothing": recognizer.smoothing,
         "threads": torch.get_num_threads(),
         "threads_choice": threads,
+        "runtime": recognizer.frame_encoder.summary(),
+        "live": args.live,
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "warnings": warnings_of(labels, recognizer.num_frames, result.stats, weights),
         "predictions": [p.to_dict() for p in result.predictions],
@@ -107,6 +122,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError("--video '': expected the path of a video file")
     if args.video is not None and Path(args.video).is_dir():
         raise ValueError(f"--video {args.video}: is a folder; expected a video file")
+    if args.runtime not in RUNTIMES:
+        raise ValueError(f"--runtime {args.runtime}: expected one of {', '.join(RUNTIMES)}")
+    if args.live and args.video is None:
+        raise ValueError("--live: replays a --video file at its frame rate; a webcam is live already")
     if args.webcam is not None and args.webcam < 0:
         raise ValueError(f"--webcam {args.webcam}: expected a camera index >= 0 (0 is the default camera)")
     for flag, value in (("--stride", args.stride), ("--topk", args.topk), ("--frames", args.frames),
@@ -142,6 +161,21 @@ def threads_text(choice: dict) -> str:
     return f"threads {choice['threads']} (fastest per frame at start-up: {timed})"
 
 
+def runtime_text(runtime: dict) -> str:
+    """The runtime, and for a checked one its agreement with eager fp32 and where its ONNX file came from."""
+    if runtime["fallback_reason"]:
+        return f"runtime eager (torch.compile fell back: {runtime['fallback_reason']})"
+    check = runtime["agreement"]
+    if check is None:
+        return f"runtime {runtime['runtime']}"
+    text = (f"runtime {runtime['runtime']} (agrees with eager fp32: frame cosine >= {check['frame_min_cosine']:.5f}, "
+            f"top-1 {check['top1_agreement']:.0%} of {check['windows']} probe windows")
+    cache = runtime["cache"]
+    if cache is not None:
+        text += f"; ONNX {'reused from' if cache['reused'] else 'exported to'} {cache['directory']}"
+    return text + f"; ready in {runtime['build_s']:.1f} s)"
+
+
 def format_prediction(prediction: dict) -> str:
     """One emission as a line: time, frame index, top-k labels with probabilities."""
     top = " | ".join(f"{label} {prob:.2f}" for label, prob in prediction["topk"])
@@ -154,14 +188,18 @@ def format_text(result: dict) -> str:
     if not s["frames"]:
         return "\n".join([f"{result['source']}: no frames processed ({s['stopped']})",
                           *(f"warning: {w}" for w in result["warnings"])])
-    fuse = f"{s['fuse_ms']:.1f} ms" if s["fuse_ms"] is not None else "n/a"
+    names = {"decode": "source"}  # decoding a file, or waiting for a camera's or a live replay's next frame
+    stages = ", ".join(f"{names.get(name, name)} {ms:.1f} ms" for name, ms in s["stages_ms"].items() if ms is not None)
     text = (f"{s['predictions']} predictions over {s['frames']} frames from {result['source']} "
             f"({result['model']} on {result['backbone']}, {result['num_frames']}-frame windows, stride "
-            f"{result['stride']}): {s['fps']:.1f} FPS, latency p50 {s['latency_p50_ms']:.1f} ms / p90 "
-            f"{s['latency_p90_ms']:.1f} ms per frame (encode {s['encode_ms']:.1f} ms, fuse {fuse}, source "
-            f"{s['source_ms']:.1f} ms); stopped: {s['stopped']}")
+            f"{result['stride']}, runtime {s['runtime']}): {s['fps']:.1f} FPS, latency p50 {s['latency_p50_ms']:.1f} "
+            f"ms / p90 {s['latency_p90_ms']:.1f} ms per frame ({stages})")
+    if s["arrival_latency_p50_ms"] is not None:
+        text += (f"; arrival to prediction p50 {s['arrival_latency_p50_ms']:.1f} ms / p99 "
+                 f"{s['arrival_latency_p99_ms']:.1f} ms")
+    text += f"; stopped: {s['stopped']}"
     if s["dropped"]:
-        text += f"; {s['dropped']} frames dropped (the model was slower than the camera)"
+        text += f"; {s['dropped']} frames dropped (the model was slower than the source: the newest frame wins)"
     text += f"; {threads_text(result['threads_choice'])}, load average {result['load_average'][0]:.2f}"
     return "\n".join([text, *(f"warning: {w}" for w in result["warnings"])])
 

@@ -6,8 +6,10 @@ ends the iteration, and a source that stalls (no frame within `timeout` seconds)
 with a `timeout`, a daemon reader thread fills a small queue and the consumer waits on the queue with that
 timeout. A reader stuck inside a blocking call cannot be interrupted from Python, so closing the source only
 asks it to stop; being a daemon, it never keeps the process alive, and it releases its device when the call
-returns. Webcams drop their oldest queued frame when the consumer falls behind, so predictions follow the
-live scene instead of a growing backlog (`FrameSource.dropped` counts them).
+returns. Live sources (a webcam, a video file replayed with `live=True`) keep only the newest frame when the
+consumer falls behind: predictions follow the live scene instead of a growing backlog, the frames skipped are
+counted (`FrameSource.dropped`), and each frame carries its arrival time, so the latency from arrival to
+prediction can be measured.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,14 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One RGB uint8 frame (H, W, 3), its position in the stream and its time in seconds from the stream's start."""
+    """One RGB uint8 frame (H, W, 3), its position in the stream, its time in seconds from the stream's start and,
+    from live sources (a webcam, a live replay), when it arrived (`time.perf_counter()`), from which the latency to
+    its prediction is measured; None where the time it waited is not a live delay (a file decoded ahead)."""
 
     image: np.ndarray
     index: int
     time_s: float
+    arrival: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,14 @@ class _Reader:
                 close()  # a generator's cleanup (releasing a camera) runs here, in the thread that drove it
 
     def _put(self, item: Any, drop: bool = False) -> None:
+        """Queue `item`; with `drop`, at once, discarding the oldest queued frame when full (the newest frame wins),
+        since waiting for room would hand the consumer a stale frame."""
         while not self._stop.is_set():
             try:
-                self._queue.put(item, timeout=0.05)
+                if drop:
+                    self._queue.put_nowait(item)
+                else:
+                    self._queue.put(item, timeout=0.05)
                 return
             except queue.Full:
                 if drop:
@@ -109,7 +119,8 @@ class FrameSource:
         frames: the producer; a generator's cleanup runs when the source ends or is closed.
         timeout: None to read in the caller's thread; seconds to read in a background thread and raise
             `SourceError` when no frame arrives in time.
-        drop_stale: with a reader thread, drop the oldest queued frame when the queue is full (live sources).
+        drop_stale: with a reader thread, drop the oldest queued frame when the queue is full (live sources; with
+            `buffer=1` the consumer always gets the newest frame).
         buffer: frames the reader thread may queue ahead.
     """
 
@@ -183,7 +194,7 @@ def as_rgb_frame(image: Any, name: str, index: int) -> np.ndarray:
 
 
 def webcam_source(index: int = 0, timeout: float = 5.0, capture_factory: Callable[[int], Any] | None = None,
-                  buffer: int = 2, drop_stale: bool = True) -> FrameSource:
+                  buffer: int = 1, drop_stale: bool = True) -> FrameSource:
     """Frames from an OpenCV camera (BGR converted to RGB), timestamped by the wall clock from the first frame.
 
     Args:
@@ -191,7 +202,7 @@ def webcam_source(index: int = 0, timeout: float = 5.0, capture_factory: Callabl
         timeout: seconds without a frame after which the camera counts as stalled (include the warm-up).
         capture_factory: builds the capture object (default `cv2.VideoCapture`); anything with its
             `isOpened()`, `read()` and `release()` works, which is how tests stand in for a camera.
-        buffer: frames queued ahead.
+        buffer: frames queued ahead (1: the consumer gets the newest frame).
         drop_stale: drop the oldest queued frame when the consumer is slower than the camera (live use);
             False keeps every frame, delaying the predictions instead.
     """
@@ -225,26 +236,36 @@ def _capture_frames(capture: Any, name: str) -> Iterator[Frame]:
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
             else:
                 image = cv2.cvtColor(as_rgb_frame(image, name, count), cv2.COLOR_BGR2RGB)
-            yield Frame(image, count, now - start)
+            yield Frame(image, count, now - start, arrival=now)
             count += 1
     finally:
         capture.release()
 
 
-def video_source(path: str | os.PathLike, timeout: float | None = None) -> FrameSource:
+#: Seconds without a frame before a live replay counts as stalled, when no timeout is given.
+LIVE_TIMEOUT = 10.0
+
+
+def video_source(path: str | os.PathLike, timeout: float | None = None, live: bool = False) -> FrameSource:
     """Every frame of a video file in order, decoded once with PyAV, timestamped by its presentation time.
 
     Sequential decoding is the streaming access pattern; the random-access readers of `data.video` would
     decode from the start for each frame. With a `timeout`, decoding runs ahead in a reader thread.
+    With `live`, the file plays like a camera: a reader thread releases each frame at its presentation time on the
+    wall clock, and a consumer slower than the file's frame rate gets the newest frame while the ones it missed are
+    dropped (and counted), which is how a live stream stays current instead of falling behind.
     """
     from actiondistill.data.video import open_container
 
     p = Path(path)
     container = open_container(p)
-    return FrameSource(str(p), _decoded_frames(container, p), timeout=timeout)
+    frames = _decoded_frames(container, p)
+    if live:
+        return FrameSource(str(p), _paced(frames), timeout=timeout or LIVE_TIMEOUT, drop_stale=True, buffer=1)
+    return FrameSource(str(p), frames, timeout=timeout)
 
 
-def _decoded_frames(container: Any, path: Path) -> Iterator[Frame]:
+def _decoded_frames(container: Any, path: Path) -> Generator[Frame, None, None]:
     import av
 
     stream = container.streams.video[0]
@@ -265,6 +286,21 @@ def _decoded_frames(container: Any, path: Path) -> Iterator[Frame]:
         container.close()
 
 
+def _paced(frames: Generator[Frame, None, None]) -> Iterator[Frame]:
+    """Each frame released at its presentation time after the first one's, stamped with that arrival time."""
+    start = None
+    try:
+        for frame in frames:
+            now = time.perf_counter()
+            start = now - frame.time_s if start is None else start
+            delay = start + frame.time_s - now
+            if delay > 0:
+                time.sleep(delay)
+            yield replace(frame, arrival=time.perf_counter())
+    finally:
+        frames.close()
+
+
 def iter_source(frames: Iterable[Any], fps: float | None = None, timeout: float | None = 10.0,
                 name: str = "iterator") -> FrameSource:
     """Any iterable of RGB uint8 arrays (H, W, 3) or `Frame`s, e.g. a generator rendering or receiving frames.
@@ -282,7 +318,7 @@ def _iterated_frames(items: Iterator[Any], fps: float | None, name: str) -> Iter
     try:
         for index, item in enumerate(items):
             if isinstance(item, Frame):
-                yield Frame(as_rgb_frame(item.image, name, item.index), item.index, item.time_s)
+                yield Frame(as_rgb_frame(item.image, name, item.index), item.index, item.time_s, item.arrival)
             else:
                 time_s = index / fps if fps else time.perf_counter() - start
                 yield Frame(as_rgb_frame(item, name, index), index, time_s)

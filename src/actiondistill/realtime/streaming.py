@@ -7,6 +7,11 @@ frame costs one image encoding plus the temporal fusion over T cached embeddings
 The result is exactly the full model's prediction on the same T frames (same transform, same fusion, same
 ActionCLIP test protocol over the cached text embeddings). X-CLIP's cross-frame attention makes each frame's
 embedding depend on the whole window, so it is refused rather than silently re-encoded.
+
+The image encoder, the one per-frame cost, can run on a faster runtime (torch.compile, ONNX Runtime fp32 or int8,
+bf16: `actiondistill.export.frame_runtime`), which is checked against eager fp32 before the stream starts. The
+statistics say where each frame's time goes (decode, resize, encoder, head) and, for sources that stamp their
+frames' arrival (webcams, live replays), how long a frame waited for its prediction.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from actiondistill.data.transforms import eval_transform
+from actiondistill.export import frame_runtime
 from actiondistill.models.base import VideoCLIP
 from actiondistill.models.prompts import validate_labels, validate_templates
 from actiondistill.models.xclip import XCLIP
@@ -32,6 +38,7 @@ from actiondistill.realtime.sources import Frame, SourceError, as_rgb_frame
 log = logging.getLogger(__name__)
 
 Fusion = Callable[[torch.Tensor], torch.Tensor]
+FrameEncoder = Callable[[torch.Tensor], torch.Tensor]
 
 
 def parse_labels(text: str) -> list[str]:
@@ -125,12 +132,15 @@ class StreamingRecognizer:
         device: "cpu" or "cuda[:i]".
         topk: labels reported per emission.
         stats_window: frames the statistics cover (the most recent ones); None for every frame since `reset`.
+        runtime: where the image encoder runs: a name of `export.FRAME_RUNTIMES` (built by `export.frame_runtime`
+            and checked against eager fp32 with these labels, so a runtime that changes the predictions is refused
+            with an AgreementError), or a ready frame encoder ((N, 3, h, w) -> (N, D), e.g. a `FrameRuntime`).
     """
 
     def __init__(self, model: VideoCLIP, labels: Sequence[str], num_frames: int | None = None, stride: int = 1,
                  smoothing: float | None = None, templates: Sequence[str] | None = None,
                  transform: Callable[[np.ndarray], torch.Tensor] | None = None, device: str | torch.device = "cpu",
-                 topk: int = 5, stats_window: int | None = None):
+                 topk: int = 5, stats_window: int | None = None, runtime: str | FrameEncoder = "eager"):
         if not isinstance(model, VideoCLIP):
             raise ValueError(f"model: expected a VideoCLIP model, got {type(model).__name__}")
         self.fuse = frame_fusion(model)
@@ -150,7 +160,14 @@ class StreamingRecognizer:
         self.stats_window = stats_window
         self._text: tuple[list[str], torch.Tensor] = ([], torch.empty(0))
         self.set_labels(labels)
+        self.frame_encoder = (frame_runtime(self.model, runtime, labels=self.labels, templates=self.templates,
+                                            num_frames=num_frames) if isinstance(runtime, str) else runtime)
         self.reset()
+
+    @property
+    def runtime(self) -> str:
+        """What runs the image encoder ("eager" unless a faster runtime was given and not fallen back from)."""
+        return getattr(self.frame_encoder, "runtime", "custom")
 
     # ----------------------------------------------------------------- labels
     @property
@@ -175,7 +192,8 @@ class StreamingRecognizer:
 
     def reset_stats(self) -> None:
         """Restart the statistics only (e.g. after a pause, so idle time does not count against the FPS)."""
-        self._timing: deque[tuple[float, float, float, float]] = deque(maxlen=self.stats_window)
+        # per frame: start, end, resize ms, encoder ms, head ms (NaN without a window), arrival-to-prediction ms
+        self._timing: deque[tuple[float, ...]] = deque(maxlen=self.stats_window)
         self._clock0: float | None = None
 
     # ----------------------------------------------------------------- processing
@@ -184,15 +202,17 @@ class StreamingRecognizer:
         """Add one RGB uint8 frame (H, W, 3); returns a Prediction when a window ends here, else None."""
         start = time.perf_counter()
         self._clock0 = start if self._clock0 is None else self._clock0
+        arrival = frame.arrival if isinstance(frame, Frame) else None
         if isinstance(frame, Frame):
             image, index, time_s = frame.image, frame.index, frame.time_s
         else:
             image, index, time_s = frame, self.frames, start - self._clock0
         image = as_rgb_frame(image, "process", index)
         labels, text = self._text
-        embedding = self.encode_frame(image)
+        clip = self._resize(image)
+        resized = time.perf_counter()
+        self._buffer.append(self._encode(clip))
         encoded = time.perf_counter()
-        self._buffer.append(embedding)
         position = self.frames
         self.frames += 1
         encode_ms, fuse_ms, prediction = (encoded - start) * 1e3, float("nan"), None
@@ -201,14 +221,22 @@ class StreamingRecognizer:
             probs = self._smooth(labels, self.window_probs(video, text)[0]).cpu()
             fuse_ms = (time.perf_counter() - encoded) * 1e3
             prediction = self._prediction(index, time_s, labels, probs, encode_ms, fuse_ms)
-        self._timing.append((start, time.perf_counter(), encode_ms, fuse_ms))
+        end = time.perf_counter()
+        waited_ms = (end - (start if arrival is None else arrival)) * 1e3 if prediction is not None else float("nan")
+        self._timing.append((start, end, (resized - start) * 1e3, (encoded - resized) * 1e3, fuse_ms, waited_ms))
         return prediction
 
     @torch.no_grad()
     def encode_frame(self, image: np.ndarray) -> torch.Tensor:
         """One RGB uint8 frame (H, W, 3) -> its (D,) CLIP embedding: the per-frame cost of streaming."""
-        clip = self.transform(image[None]).to(self.device)
-        embedding = self.model.encode_frames(clip.unsqueeze(0))[0, 0]
+        return self._encode(self._resize(image))
+
+    def _resize(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, h, w) CLIP-normalised on the device: resize, crop, normalise."""
+        return self.transform(image[None]).to(self.device)
+
+    def _encode(self, clip: torch.Tensor) -> torch.Tensor:
+        embedding = self.frame_encoder(clip)[0]
         self._sync()
         return embedding
 
@@ -248,7 +276,11 @@ class StreamingRecognizer:
         A source that stalls or fails mid-way (`SourceError`) ends the run with its message in `stats["stopped"]`
         and `stats["error"]`; Ctrl-C (KeyboardInterrupt) ends it with `stats["interrupted"]`, so a live stream's
         summary survives the only way to stop it. The source is closed in every case. `stats["source_ms"]` is the
-        mean time spent waiting for the source (decoding, camera), which the FPS includes.
+        mean time spent waiting for the source (decoding, camera), which the FPS includes; `stats["dropped"]` the
+        frames a live source skipped because the model was slower than it (the newest frame wins);
+        `stats["stages_ms"]` the mean time per frame of each stage: decode (waiting for the source), resize
+        (resize, crop, normalise), encoder (the image encoder on its runtime) and head (temporal fusion over the
+        window and scoring against the cached label embeddings, per window).
         """
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames={max_frames!r}: expected >= 1 or None")
@@ -285,27 +317,51 @@ class StreamingRecognizer:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
-        result.stats = {**self.stats(), "predictions": len(result.predictions), "stopped": stopped,
-                        "source_ms": round(waited * 1e3 / count, 3) if count else None,
-                        "dropped": int(getattr(source, "dropped", 0)), "error": error, "interrupted": interrupted}
+        stats = self.stats()
+        source_ms = round(waited * 1e3 / count, 3) if count else None
+        stages = {"decode": source_ms, "resize": stats["resize_ms"], "encoder": stats["encoder_ms"],
+                  "head": stats["fuse_ms"]}
+        result.stats = {**stats, "predictions": len(result.predictions), "stopped": stopped, "source_ms": source_ms,
+                        "dropped": int(getattr(source, "dropped", 0)), "stages_ms": stages, "error": error,
+                        "interrupted": interrupted}
         return result
 
     def stats(self) -> dict[str, Any]:
         """FPS (frames processed per second of wall time, waiting for frames included), per-frame latency
-        percentiles (transform + encode + fuse of that frame), mean encode and fuse times."""
+        percentiles (resize + encode + fuse of that frame), mean times of resize, encoder, encode (both) and fuse,
+        and the latency from a frame's arrival (when its source delivered it; when processing began for frames
+        without an arrival time) to its prediction, over the frames that ended a window."""
         if not self._timing:
-            return {"frames": 0, "fps": None, "wall_s": 0.0, "latency_p50_ms": None, "latency_p90_ms": None,
-                    "encode_ms": None, "fuse_ms": None}
+            return {"frames": 0, "fps": None, "wall_s": 0.0, "runtime": self.runtime, "latency_p50_ms": None,
+                    "latency_p90_ms": None, "latency_p99_ms": None, "resize_ms": None, "encoder_ms": None,
+                    "encode_ms": None, "fuse_ms": None, "arrival_latency_p50_ms": None,
+                    "arrival_latency_p99_ms": None}
         timing = np.array(self._timing)
         wall = float(timing[-1, 1] - timing[0, 0])
         latency = (timing[:, 1] - timing[:, 0]) * 1e3
-        fused = timing[:, 3][~np.isnan(timing[:, 3])]
         return {
             "frames": len(timing),
             "fps": round(len(timing) / wall, 3) if wall > 0 else None,
             "wall_s": round(wall, 4),
-            "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
-            "latency_p90_ms": round(float(np.percentile(latency, 90)), 3),
-            "encode_ms": round(float(timing[:, 2].mean()), 3),
-            "fuse_ms": round(float(fused.mean()), 3) if fused.size else None,
+            "runtime": self.runtime,
+            "latency_p50_ms": _percentile(latency, 50),
+            "latency_p90_ms": _percentile(latency, 90),
+            "latency_p99_ms": _percentile(latency, 99),
+            "resize_ms": _mean(timing[:, 2]),
+            "encoder_ms": _mean(timing[:, 3]),
+            "encode_ms": _mean(timing[:, 2] + timing[:, 3]),
+            "fuse_ms": _mean(timing[:, 4]),
+            "arrival_latency_p50_ms": _percentile(timing[:, 5], 50),
+            "arrival_latency_p99_ms": _percentile(timing[:, 5], 99),
         }
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    """The q-th percentile of the values that are not NaN (rounded to the microsecond), None when there are none."""
+    kept = values[~np.isnan(values)]
+    return round(float(np.percentile(kept, q)), 3) if kept.size else None
+
+
+def _mean(values: np.ndarray) -> float | None:
+    kept = values[~np.isnan(values)]
+    return round(float(kept.mean()), 3) if kept.size else None
