@@ -97,6 +97,25 @@ def test_builds_html(tmp_path):
     assert "Chapter one" in page and "42" in page
 
 
+def test_staged_chapters_fold_the_parameters_papermill_injects(tmp_path):
+    runner = BookRunner("p", root=make_book(tmp_path))
+    runner.run(build=False)
+    staged = nbformat.read(runner.stage() / "book" / "ch1.ipynb", as_version=4)
+    injected = [c for c in staged.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_chapter_reads_as_prose_with_its_code_folded(notebook):
+    """The rendered book shows prose, tables and figures: every code cell is folded (`hide-input`) or, for the
+    imports, removed (`remove-input`); only a cell the book does not run (`skip-execution`, code to copy) shows."""
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    shown = [c.source.splitlines()[0] for c in cells
+             if not {"hide-input", "remove-input", "skip-execution"} & set(c.metadata.get("tags", []))]
+    assert shown == []
+    assert "remove-input" in cells[1].metadata["tags"]  # the imports
+
+
 @pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "book" / "params").glob("*.yaml")))
 def test_every_profile_sets_only_parameters_its_chapters_declare(profile):
     """A misspelt or stale key in any profile (real ones included, which CI cannot execute) fails here."""

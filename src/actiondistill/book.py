@@ -41,6 +41,16 @@ class Chapter:
         return self.source.stem
 
 
+def fold_injected_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
+    """`notebook` with papermill's injected-parameters cell folded (`hide-input`), like the chapter's own parameters
+    cell: the rendered page reads as prose, tables and figures, and what the profile set is one click away."""
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    return notebook
+
+
 class ChapterFailed(RuntimeError):
     """A chapter raised while executing: names the chapter and carries its traceback."""
 
@@ -238,7 +248,8 @@ class BookRunner:
         for chapter in chapters(self.root):
             target = self.stage_dir / chapter.source.relative_to(self.root)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(self.executed_path(chapter), target)
+            notebook = json.loads(self.executed_path(chapter).read_text())
+            target.write_text(json.dumps(fold_injected_parameters(notebook), indent=1, ensure_ascii=False))
         return self.stage_dir
 
     def build(self) -> Path:
