@@ -436,7 +436,10 @@ def test_flattening_tells_a_curve_still_rising_from_a_flat_one():
     assert "still rising" in verdicts.loc["swap+deit", "sentence"]
     one_seed = verdicts.loc["swap+spatial"]
     assert one_seed["flattened"] is None and "not judged" in one_seed["sentence"]
+    assert cx.flattening_text(verdicts).startswith("swap: ") and cx.flattening_text(verdicts).endswith(".")
     assert cx.flattening(cx.learning_curves(curves_of({"swap": {0: []}}))).empty  # runs without validation
+    once = cx.flattening(cx.learning_curves(curves_of({"swap": {0: [(1, 5.0)]}})))  # validated only at the end
+    assert once.empty and cx.flattening_text(once).startswith("no curve can be judged")
     with pytest.raises(ValueError, match="tail=1"):
         cx.flattening(curves, tail=1)
     ax = cx.plot_learning_curves(curves, steps_per_epoch=11)

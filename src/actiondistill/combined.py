@@ -397,6 +397,14 @@ def flattening(curves: pd.DataFrame, tail: float = 0.3) -> pd.DataFrame:
         columns=["label", "from_epoch", "to_epoch", "gain", "margin", "seeds", "flattened", "sentence"])
 
 
+def flattening_text(verdicts: pd.DataFrame) -> str:
+    """`flattening`'s verdicts as one passage for the book, or why there are none (each run validated only once)."""
+    if verdicts.empty:
+        return ("no curve can be judged: each run was validated too rarely (the rule needs an evaluation before the "
+                "last 30% of training and one at its end).")
+    return "; ".join(verdicts["sentence"]) + "."
+
+
 def plot_learning_curves(curves: pd.DataFrame, steps_per_epoch: int | None = None, ax: Any = None) -> Any:
     """Validation top-1 against epoch per combination (mean over seeds, band: sd); a reader sees at a glance
     whether the curves have flattened before training stops. Returns the axes."""
