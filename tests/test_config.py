@@ -101,3 +101,10 @@ def test_hmdb51_config_has_the_reference_recipe():
     o = cfg.optim
     assert (o.lr, o.weight_decay, o.fusion_lr_mult, o.warmup_epochs) == (5e-6, 0.2, 10.0, 5.0)
     assert (cfg.epochs, cfg.data.batch_size, cfg.data.num_frames, cfg.model.backbone) == (50, 64, 32, "ViT-B-16")
+
+
+def test_display_path_is_relative_under_the_project_and_absolute_elsewhere(tmp_path):
+    from actiondistill.paths import display_path, project_root
+
+    assert display_path(project_root() / "data" / "x.pt") == str(Path("data") / "x.pt")
+    assert display_path(tmp_path / "x.pt") == str((tmp_path / "x.pt").resolve())  # ACTIONDISTILL_DATA elsewhere

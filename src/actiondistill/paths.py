@@ -24,5 +24,15 @@ def data_dir() -> Path:
     return Path(env) if env else project_root() / "data"
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """`path` as a reader would type it: relative to the project root when it lies under it, else absolute (the
+    data folder can live elsewhere, `ACTIONDISTILL_DATA`)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def results_dir() -> Path:
     return data_dir() / "results"
