@@ -26,6 +26,12 @@ from actiondistill.realtime import StreamingRecognizer, video_source
 
 LABELS = ["juggling", "riding a bike", "waving", "bouncing to the left"]
 LABEL_TEXT = ", ".join(LABELS)
+
+
+def zeroshot_argv(clip_file, runtime: str, *flags: str) -> list[str]:
+    """`zeroshot` on the test clip with a runtime, 4-frame windows, one thread and no bars, plus `flags`."""
+    return ["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--runtime", runtime, "--frames", "4",
+            *flags, "--threads", "1", "--no-progress"]
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_streaming_realsize.py"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -243,23 +249,7 @@ def test_zeroshot_refuses_a_bad_runtime_in_one_line(clip_file, capsys):
 
 def test_zeroshot_refuses_a_drifting_runtime_in_one_line(clip_file, monkeypatch, capsys):
     monkeypatch.setattr(ex, "_bf16_encoder", lambda m: lambda frames: -m.backbone.encode_image(frames))
-    code = main(
-        [
-            "zeroshot",
-            "--video",
-            str(clip_file),
-            "--labels",
-            LABEL_TEXT,
-            "--runtime",
-            "bf16",
-            "--frames",
-            "4",
-            "--random-weights",
-            "--threads",
-            "1",
-            "--no-progress",
-        ]
-    )
+    code = main(zeroshot_argv(clip_file, "bf16", "--random-weights"))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("error: runtime 'bf16' refused: frame embeddings: lowest cosine similarity -1")
@@ -268,23 +258,7 @@ def test_zeroshot_refuses_a_drifting_runtime_in_one_line(clip_file, monkeypatch,
 def test_zeroshot_runtime_json_and_the_cache_on_a_second_start(clip_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path / "data"))
     weights = save_weights(build(seed=5), tmp_path / "weights.pt")
-    argv = [
-        "zeroshot",
-        "--video",
-        str(clip_file),
-        "--labels",
-        LABEL_TEXT,
-        "--runtime",
-        "onnx-int8",
-        "--frames",
-        "4",
-        "--checkpoint",
-        str(weights),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--json",
-    ]
+    argv = [*zeroshot_argv(clip_file, "onnx-int8", "--checkpoint", str(weights)), "--json"]
     runs = []
     for _ in range(2):
         assert main(argv) == 0
@@ -298,26 +272,7 @@ def test_zeroshot_runtime_json_and_the_cache_on_a_second_start(clip_file, tmp_pa
 
 def test_zeroshot_prints_the_runtime_and_its_agreement(clip_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
-    assert (
-        main(
-            [
-                "zeroshot",
-                "--video",
-                str(clip_file),
-                "--labels",
-                LABEL_TEXT,
-                "--runtime",
-                "onnx",
-                "--frames",
-                "4",
-                "--random-weights",
-                "--threads",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(zeroshot_argv(clip_file, "onnx", "--random-weights")) == 0
     captured = capsys.readouterr()
     assert re.search(
         r"runtime onnx \(agrees with eager fp32: frame cosine >= (0\.99|1\.00)\d*, top-1 100%", captured.err

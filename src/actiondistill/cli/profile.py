@@ -148,19 +148,23 @@ def format_text(result: dict) -> str:
             f"{row['p90_ms']:>9.1f} {row['p99_ms']:>9.1f} {row['throughput_clips_s']:>8.2f} "
             f"{_number(row['gflops'], 1):>8} {row['params_total_m']:>8.1f} {_number(row['params_backbone_m'], 1):>8} "
             f"{row['peak_mem_mb']:>8.0f} {row['speedup_vs_first']:>6.2f}x")
-    env = result["environment"]
-    load = env.get("load_average")
     lines += [
         f"mode {result['mode']}, {result['dtype']}, warm-up {result['warmup']}, {result['rounds']} x "
         f"{result['iters']} timed calls; "
         f"GFLOPs = 2 x multiply-adds per call; image M = CLIP image-encoder parameters; speed-up = first backbone's "
         f"p50 / this p50",
         f"note: {result['note']}",
-        f"device: {result['device']} ({env['device_name']}), torch {env['torch']}, {env['threads']} threads, "
-        f"{env['cpu_count']} CPUs" + (f", load average {load[0]:.2f}" if load else ""),
+        _device_line(result["device"], result["environment"]),
     ]
     lines += _tail_lines(result)
     return "\n".join(lines)
+
+
+def _device_line(device: str, env: dict) -> str:
+    """The machine a table was measured on, with the load average when known (a busy machine slows every row)."""
+    load = env.get("load_average")
+    return (f"device: {device} ({env['device_name']}), torch {env['torch']}, {env['threads']} threads, "
+            f"{env['cpu_count']} CPUs" + (f", load average {load[0]:.2f}" if load else ""))
 
 
 def format_stream_text(result: dict) -> str:
@@ -174,15 +178,12 @@ def format_stream_text(result: dict) -> str:
             f"{_number(row['resize_ms'], 1):>7} {_number(row['encoder_ms'], 1):>7} {_number(row['head_ms'], 1):>7} "
             f"{_number(row['frame_min_cosine'], 5):>8} {_number(row['top1_agreement'], 2):>6} "
             f"{row['speedup_vs_first']:>6.2f}x")
-    env = result["environment"]
-    load = env.get("load_average")
     lines += [
         f"streamed at stride 1, warm-up {result['warmup']} frames, {result['rounds']} x {result['iters']} frames per "
         "row taking turns; FPS from the fastest round; stage times in ms per frame (head per window); cosine and "
         "top-1: agreement with eager fp32 on probe frames",
         f"note: {result['note']}",
-        f"device: cpu ({env['device_name']}), torch {env['torch']}, {env['threads']} threads, {env['cpu_count']} CPUs"
-        + (f", load average {load[0]:.2f}" if load else ""),
+        _device_line("cpu", result["environment"]),
         *_tail_lines(result),
     ]
     return "\n".join(lines)
