@@ -7,7 +7,7 @@ closed-set and zero-shot top-1, the optimizer steps and the time. It is how the 
 size were chosen: a teacher measured after too few steps is a measure of the budget, not of the method.
 
     .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
-        [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding]
+        [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding] [--clip-videos 2400]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_world_ceiling import add_world_arguments, embedded_base
+from bench_world_ceiling import add_world_arguments, embedded_base, world_manifests
 
 from actiondistill.io import atomic_write_json
 
@@ -43,12 +43,11 @@ def main() -> None:
 
     from actiondistill import teacher_choice as tc
     from actiondistill.config import from_dict
-    from actiondistill.data.sources import synthactions_manifest
     from actiondistill.data.synthetic import world_preset
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    manifest = synthactions_manifest(args.videos, 64, 32, 0, progress=False, world=args.world)
-    clips, features = embedded_base(manifest, args.pretrain)
+    manifest, clip_manifest = world_manifests(args)
+    clips, features = embedded_base(manifest, args.pretrain, clip_manifest)
     weights = clips["checkpoints"]["embedded-base"]
     rows = []
     for epochs in args.epochs:

@@ -15,6 +15,11 @@ The oracle rows bound what a perfect frame encoder would give this classifier wi
 between them and the CLIP row is the frame encoder's. Writes benchmarks/results/world_ceiling.json.
 
     .venv/bin/python benchmarks/bench_world_ceiling.py [--world standard] [--videos 2400] [--seeds 3]
+        [--clip-videos 2400] [--train-clips 1428 2856]
+
+`--clip-videos` encodes a larger world with the CLIPs of a smaller one (the shipped ones), and `--train-clips` trains
+the classifier on a part of the training clips, so that how the top-1 grows with the action data alone is measured
+on the same test clips.
 """
 
 from __future__ import annotations
@@ -63,16 +68,32 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pretrain", type=json.loads, default={},
                         help='PretrainConfig overrides as JSON, e.g. \'{"base": {"epochs": 6}}\' (default: the recipe)')
+    parser.add_argument("--clip-videos", type=int, default=None,
+                        help="use the CLIPs of the world of this many clips (same preset and seed), e.g. the shipped "
+                             "2,400-clip ones on a larger world, so that only the action data changes (default: "
+                             "the CLIPs of --videos' world)")
 
 
-def embedded_base(manifest_path: Path, pretrain: dict) -> tuple[dict, object]:
-    """The world's embedded CLIPs (`ensure_embedded_clips`, made first if missing) and the cached `embedded-base`
-    frame embeddings the chapters train on (a `FrameFeatures`)."""
+def world_manifests(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The manifest of `--videos`' world and that of the world whose CLIPs encode it (`--clip-videos`)."""
+    from actiondistill.data.sources import synthactions_manifest
+
+    manifest = synthactions_manifest(args.videos, 64, 32, 0, progress=False, world=args.world)
+    if args.clip_videos in (None, args.videos):
+        return manifest, manifest
+    return manifest, synthactions_manifest(args.clip_videos, 64, 32, 0, progress=False, world=args.world)
+
+
+def embedded_base(manifest_path: Path, pretrain: dict, clip_manifest: Path | None = None) -> tuple[dict, object]:
+    """The embedded CLIPs of `clip_manifest`'s world (default: this one's; `ensure_embedded_clips`, made first if
+    missing) and the cached `embedded-base` frame embeddings of this world the chapters train on (a
+    `FrameFeatures`)."""
     from actiondistill.config import from_dict
     from actiondistill.features import FrameFeatureCache
     from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
-    clips = ensure_embedded_clips(manifest_path, from_dict(pretrain, cls=PretrainConfig), progress=True)
+    clips = ensure_embedded_clips(clip_manifest or manifest_path, from_dict(pretrain, cls=PretrainConfig),
+                                  progress=True)
     weights = clips["checkpoints"]["embedded-base"]
     return clips, FrameFeatureCache(manifest_path, "embedded-base", weights, 64, dtype="bf16").get()
 
@@ -106,8 +127,14 @@ def state_readout(train_x: torch.Tensor, train_s: torch.Tensor, test_x: torch.Te
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   classes: int, seed: int, epochs: int) -> dict[str, float]:
-    """Train the MLP on standardised inputs; top-1 % on train and test."""
+                   classes: int, seed: int, epochs: int, train_clips: int | None = None) -> dict[str, float]:
+    """Train the MLP on standardised inputs; top-1 % on train and test. `train_clips`: train on that many of the
+    training clips, drawn by `seed`, to see how the top-1 grows with the action data on the same test clips."""
+    if train_clips is not None:
+        if not 0 < train_clips <= len(train_x):
+            raise ValueError(f"--train-clips {train_clips}: expected 1..{len(train_x)}, the world's training clips")
+        keep = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:train_clips]
+        train_x, train_y = train_x[keep], train_y[keep]
     mean, std = train_x.mean((0, 1)), train_x.std((0, 1)) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     torch.manual_seed(seed)
@@ -130,14 +157,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_world_arguments(parser)
     parser.add_argument("--epochs", type=int, default=600, help="full-batch training steps of the MLP")
+    parser.add_argument("--train-clips", type=int, nargs="+", default=[None],
+                        help="also train on only this many of the training clips (one row set per count; default: "
+                             "all), the same test clips")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
-    from actiondistill.data.sources import synthactions_manifest
     from actiondistill.data.synthetic import load_manifest, world_preset
     from actiondistill.features import frame_indices
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    manifest_path = synthactions_manifest(args.videos, 64, 32, 0, progress=False, world=args.world)
+    manifest_path, clip_manifest = world_manifests(args)
     manifest = load_manifest(manifest_path)
     cached = frame_indices(manifest["frames"], 16)  # the frame positions FrameFeatureCache keeps
     pick = [int(round(k * (len(cached) - 1) / (FRAMES - 1))) for k in range(FRAMES)]
@@ -149,20 +178,22 @@ def main() -> None:
     started = time.perf_counter()
     inputs = {"oracle": {s: oracle_features(manifest, split[s], indices) for s in split}}
     oracle_s = time.perf_counter() - started
-    _, features = embedded_base(manifest_path, args.pretrain)
+    clips, features = embedded_base(manifest_path, args.pretrain, clip_manifest)
     inputs["embedded-base"] = {s: clip_features(features, manifest, split[s], pick) for s in split}
     inputs["embedded-base + step"] = {s: with_step(x) for s, x in inputs["embedded-base"].items()}
     noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0,
              "embedded-base + step": 0.0}
     rows = []
-    for name, sigma in tqdm(noise.items(), desc="inputs"):
+    for (name, sigma), train_clips in tqdm([(row, n) for n in args.train_clips for row in noise.items()],
+                                           desc="inputs"):
         data = inputs[name if name in inputs else "oracle"]
         generator = torch.Generator().manual_seed(0)
         noisy = {s: x + sigma * torch.randn(x.shape, generator=generator) for s, x in data.items()}
         scores = [probe_accuracy(noisy["train"], labels["train"], noisy["test"], labels["test"], classes, seed,
-                                 args.epochs) for seed in range(args.seeds)]
+                                 args.epochs, train_clips) for seed in range(args.seeds)]
         test = np.array([s["test"] for s in scores])
         rows.append({"input": name, "dim": int(data["train"].shape[-1]), "noise": sigma,
+                     "train_clips": train_clips or len(split["train"]),
                      "test_top1": [round(float(v), 2) for v in test], "test_mean": round(float(test.mean()), 2),
                      "test_std": round(float(test.std(ddof=1)) if len(test) > 1 else 0.0, 2),
                      "train_mean": round(float(np.mean([s["train"] for s in scores])), 2)})
@@ -174,13 +205,13 @@ def main() -> None:
         "world": {"preset": args.world, "revision": world_preset(args.world).revision, "videos": args.videos,
                   "size": 64, "frames": 32, "train_clips": len(split["train"]),
                   "test_clips": len(split["test"]), "classes": classes, "chance": round(100.0 / classes, 2)},
-        "pretrain": args.pretrain,
+        "pretrain": args.pretrain, "clip_key": clips["key"],
         "classifier": {"frames": FRAMES, "frame_indices": indices, "hidden": 256, "epochs": args.epochs,
                        "seeds": args.seeds},
         "oracle_seconds": round(oracle_s, 2), "rows": rows, "embedded_state_readout": readout,
     })
     for row in rows:
-        print(f"{row['input']:<22} test top-1 {row['test_mean']:5.1f} +- {row['test_std']:4.1f}  "
+        print(f"{row['input']:<22} {row['train_clips']:5d} train clips: test top-1 {row['test_mean']:5.1f} +- {row['test_std']:4.1f}  "
               f"(train {row['train_mean']:5.1f})")
     print(f"state readout MAE {readout['mae']} (mean predictor {readout['mean_predictor_mae']})")
     print(f"chance {100.0 / classes:.1f}; wrote {args.out}")

@@ -249,6 +249,21 @@ def test_cli_json(tmp_path, capsys):
     assert "videos=0" in json.loads(capsys.readouterr().out)["error"]
 
 
+@pytest.mark.parametrize("label", ["moving towards the tree", "moving away from the tree",
+                                   "moving towards the house", "moving away from the house"])
+def test_a_landmark_path_names_one_landmark_only(label):
+    # "towards the tree" must not be equally "away from the house": the named landmark's distance changes by at
+    # least twice the other's, either way (world revision 2 bounded the other's change from one side only)
+    named = 0 if "tree" in label else 1
+    for seed in range(25):
+        truth = frame_ground_truth(sample_spec(seed, label, **CLEAN), 64, 8)
+        centre = np.stack([truth["x"], truth["y"]], axis=1)
+        change = [np.hypot(*(centre[-1] - truth["landmarks"][-1, k])) - np.hypot(*(centre[0] - truth["landmarks"][0, k]))
+                  for k in (0, 1)]
+        assert abs(change[1 - named]) <= 0.5 * abs(change[named]) + 1e-6, (seed, change)
+        assert (change[named] < 0) == ("towards" in label), (seed, change)
+
+
 @pytest.mark.parametrize("label", ["moving left", "spinning clockwise", "circling counterclockwise", "growing"])
 def test_frame_ground_truth_matches_the_pixels(label):
     # camera jitter on: the state must be given in the frame's coordinates, not the canvas's
