@@ -211,7 +211,8 @@ def main() -> None:
         "oracle_seconds": round(oracle_s, 2), "rows": rows, "embedded_state_readout": readout,
     })
     for row in rows:
-        print(f"{row['input']:<22} {row['train_clips']:5d} train clips: test top-1 {row['test_mean']:5.1f} +- {row['test_std']:4.1f}  "
+        print(f"{row['input']:<22} {row['train_clips']:5d} train clips: test top-1 {row['test_mean']:5.1f} +- "
+              f"{row['test_std']:4.1f}  "
               f"(train {row['train_mean']:5.1f})")
     print(f"state readout MAE {readout['mae']} (mean predictor {readout['mean_predictor_mae']})")
     print(f"chance {100.0 / classes:.1f}; wrote {args.out}")

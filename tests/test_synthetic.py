@@ -258,8 +258,8 @@ def test_a_landmark_path_names_one_landmark_only(label):
     for seed in range(25):
         truth = frame_ground_truth(sample_spec(seed, label, **CLEAN), 64, 8)
         centre = np.stack([truth["x"], truth["y"]], axis=1)
-        change = [np.hypot(*(centre[-1] - truth["landmarks"][-1, k])) - np.hypot(*(centre[0] - truth["landmarks"][0, k]))
-                  for k in (0, 1)]
+        landmarks = truth["landmarks"]
+        change = [np.hypot(*(centre[-1] - landmarks[-1, k])) - np.hypot(*(centre[0] - landmarks[0, k])) for k in (0, 1)]
         assert abs(change[1 - named]) <= 0.5 * abs(change[named]) + 1e-6, (seed, change)
         assert (change[named] < 0) == ("towards" in label), (seed, change)
 

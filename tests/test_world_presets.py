@@ -152,7 +152,7 @@ def test_stale_world_revision_is_refused_naming_the_folder(tmp_path):
     del manifest["world_revision"]  # a standard world rendered before its stripe was thickened
     (tmp_path / "w" / "manifest.json").write_text(json.dumps(manifest))
     now = PRESETS["standard"].revision
-    with pytest.raises(ValueError, match=rf"world 'standard' revision 1.*renders revision {now}; delete .*w to generate"):
+    with pytest.raises(ValueError, match=rf"world 'standard' revision 1.*renders revision {now}; delete .*w to gen"):
         load_manifest(tmp_path / "w")
 
 

@@ -74,7 +74,8 @@ class WorldPreset:
 #: book's 8 sampled frames resolve them instead of aliasing one into the other. A spinning object turns 50-75 degrees
 #: between two sampled frames: large against what a frozen frame embedding knows of its stripe's angle, and below half
 #: a turn, so the direction never aliases (revision 3; revision 2 turned half as fast). `hard` is the first world
-#: (2026-11), where every action model stayed at chance: a 4-8 px actor among up to three moving distractors of nearly its size.
+#: (2026-11), where every action model stayed at chance: a 4-8 px actor among up to three moving distractors of
+#: nearly its size.
 PRESETS: dict[str, WorldPreset] = {
     "standard": WorldPreset(
         radius={"small": 0.12, "medium": 0.15, "large": 0.18}, max_distractors=1,
