@@ -18,7 +18,8 @@ from actiondistill.config import TrainConfig, apply_override, load_config, to_di
 from actiondistill.engine.objectives import build_objective, list_objectives
 from actiondistill.engine.optim import WarmupCosine, param_groups
 from actiondistill.engine.teachers import Teacher, TeacherCache, freeze
-from actiondistill.train import Trainer, register_dataset, register_model_builder
+from actiondistill.models import register_model
+from actiondistill.train import Trainer, register_dataset
 
 COLOURS = ["red", "green", "blue"]
 HELDOUT = ["cyan", "magenta"]
@@ -322,6 +323,7 @@ def test_freeze_survives_train_calls():
     assert model.eval() is model and not model.training
 
 
+@register_model("fake-video", clip_backbone=False)  # the one model registry; configs name it like any other
 def build_fake_model(backbone=None, num_frames=4, pretrained=None, vocab=tuple(COLOURS + HELDOUT), dim=8,
                      dropout=0.0):
     return FakeVideoModel(vocab=vocab, dim=dim, dropout=dropout)
@@ -333,7 +335,6 @@ def build_fake_data(cfg, split, train):
     return TensorVideoDataset(24 if train else 12, seed={"train": 1, "val": 2, "test": 3}[split], augment=train)
 
 
-register_model_builder("fake-video", build_fake_model)
 register_dataset("fake-data", build_fake_data)
 
 

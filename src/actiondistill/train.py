@@ -373,16 +373,8 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 
 
 # ---------------------------------------------------------------------- building runs from configs
-ModelBuilder = Callable[..., nn.Module]
 DatasetBuilder = Callable[[TrainConfig, str, bool], Any]
-_MODEL_BUILDERS: dict[str, ModelBuilder] = {}
 _DATASET_BUILDERS: dict[str, DatasetBuilder] = {}
-
-
-def register_model_builder(name: str, builder: ModelBuilder) -> None:
-    """Let configs name a model built outside `actiondistill.models` (called like `create_model` minus the name:
-    `builder(backbone=..., num_frames=..., pretrained=..., **kwargs)`)."""
-    _MODEL_BUILDERS[name] = builder
 
 
 def register_dataset(name: str, builder: DatasetBuilder) -> None:
@@ -392,13 +384,10 @@ def register_dataset(name: str, builder: DatasetBuilder) -> None:
 
 def build_model(mcfg: ModelConfig, num_frames: int) -> nn.Module:
     """The model a config names, with `mcfg.checkpoint`'s weights when given."""
-    kwargs = {"backbone": mcfg.backbone, "num_frames": num_frames, "pretrained": mcfg.pretrained, **mcfg.kwargs}
-    if mcfg.name in _MODEL_BUILDERS:
-        model = _MODEL_BUILDERS[mcfg.name](**kwargs)
-    else:
-        from actiondistill.models import create_model
+    from actiondistill.models import create_model
 
-        model = create_model(mcfg.name, **kwargs)
+    model = create_model(mcfg.name, backbone=mcfg.backbone, num_frames=num_frames, pretrained=mcfg.pretrained,
+                         **mcfg.kwargs)
     if mcfg.checkpoint:
         load_model_weights(model, mcfg.checkpoint)
     return model
