@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import re
 import resource
 import sys
@@ -37,6 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
+
+from actiondistill.engine.records import count_parameters, environment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,12 +145,6 @@ def _make_inputs(inputs: InputSpec, batch: int | None, seed: int) -> tuple[Any, 
         return torch.randn((batch, *inputs), generator=gen), batch
     raise ValueError(f"inputs: expected a per-sample shape of positive ints, a callable input_fn(batch) or a tensor, "
                      f"got {inputs!r}")
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters; a parameter shared by several sub-modules counts once. A module whose weights live
-    outside torch (an onnxruntime session) declares them as an `external_parameters` attribute."""
-    return sum(p.numel() for p in module.parameters()) + int(getattr(module, "external_parameters", 0))
 
 
 def _resolve_group(model: nn.Module, group: nn.Module | str) -> nn.Module:
@@ -561,40 +556,6 @@ def _has_submodule(model: nn.Module, name: str) -> bool:
     except AttributeError:
         return False
     return True
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    """The machine and software a measurement was taken on, to store beside the numbers.
-
-    The 1/5/15-minute load average says whether other processes competed for the CPU while it was measured.
-    """
-    cuda = torch.cuda.is_available()
-    cpu = _cpu_model()
-    return {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "cuda_available": cuda,
-        "device_name": torch.cuda.get_device_name() if cuda else cpu,
-        "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 #: Frame side of compressed-triplet backbones when none is given: the embedded world's 64 for the tiny ResNet;

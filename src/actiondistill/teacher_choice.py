@@ -215,7 +215,6 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
                 heads.update({f"{key}_{h}": r["top1"] for h, r in scores.items()})
     measured = dict(measure(model, data)) if measure is not None else {}
     eval_s = time.perf_counter() - started
-    params = count_parameters(model)
     row = {
         "model": cfg.model.name,
         "seed": cfg.seed,
@@ -233,8 +232,8 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
         "train_s": train_s,
         "eval_s": eval_s,
         **run_inputs(use_features, freeze_image_encoder, freeze_token_embedding),
-        "trainable_m": params["trainable"] / 1e6,
-        "params_m": params["total"] / 1e6,
+        "trainable_m": count_parameters(model, trainable=True) / 1e6,
+        "params_m": count_parameters(model) / 1e6,
         "weights": str(out_dir / WEIGHTS_NAME),
         "reversal_errors": reversal_errors(closed["confusion"], closed["classes"]),
         "val_curve": val_curve(trainer.history),

@@ -32,27 +32,56 @@ def git_commit() -> str | None:
 
 
 def environment(device: Any = None) -> dict[str, Any]:
+    """The machine and software a result was produced on, to store beside the numbers: the one description every
+    record, profile and benchmark carries. The 1/5/15-minute load average says whether other processes competed
+    for the CPU while it was measured."""
     import torch
 
     from actiondistill import __version__
 
+    cuda = torch.cuda.is_available()
+    cpu = cpu_model()
     env = {
         "actiondistill": __version__,
+        "git_commit": git_commit(),
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cuda_available": cuda,
+        "device": str(device) if device is not None else None,
+        "device_name": torch.cuda.get_device_name() if cuda else cpu,
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "device": str(device) if device is not None else None,
-        "git_commit": git_commit(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+    if device is not None and str(device).startswith("cuda") and cuda:
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
     return env
 
 
-def count_parameters(model: Any) -> dict[str, int]:
-    params = {id(p): p for p in model.parameters()}.values()
-    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def count_parameters(module: Any, trainable: bool = False) -> int:
+    """Number of parameters (only those that train, with `trainable`); a parameter shared by several sub-modules
+    counts once. A module whose weights live outside torch (an onnxruntime session) declares them as an
+    `external_parameters` attribute; they never train."""
+    params = [p for p in module.parameters() if p.requires_grad or not trainable]
+    external = 0 if trainable else int(getattr(module, "external_parameters", 0))
+    return sum(p.numel() for p in params) + external
 
 
 def build_record(kind: str, run_name: str, metrics: dict[str, Any], *, config: dict[str, Any] | None = None,
@@ -66,7 +95,8 @@ def build_record(kind: str, run_name: str, metrics: dict[str, Any], *, config: d
         "seed": seed,
         "metrics": metrics,
         "config": config,
-        "params": count_parameters(model) if model is not None else None,
+        "params": ({"total": count_parameters(model), "trainable": count_parameters(model, trainable=True)}
+                   if model is not None else None),
         "environment": environment(device),
         "finished_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         "duration_s": round(now - started, 3) if started is not None else None,
