@@ -89,7 +89,7 @@ def embedded_base(manifest_path: Path, pretrain: dict, clip_manifest: Path | Non
     missing) and the cached `embedded-base` frame embeddings of this world the chapters train on (a
     `FrameFeatures`)."""
     from actiondistill.config import from_dict
-    from actiondistill.features import FrameFeatureCache
+    from actiondistill.frame_cache import FrameFeatureCache
     from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
 
     clips = ensure_embedded_clips(clip_manifest or manifest_path, from_dict(pretrain, cls=PretrainConfig),
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from actiondistill.data.synthetic import load_manifest, world_preset
-    from actiondistill.features import frame_indices
+    from actiondistill.frame_cache import frame_indices
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     manifest_path, clip_manifest = world_manifests(args)

@@ -17,7 +17,7 @@ from test_features import MICRO, SIZE, manifest, micro, micro_recipe  # noqa: F4
 from actiondistill import backbone_swap as bs
 from actiondistill import teacher_choice as tc
 from actiondistill.evaluate import class_texts_of
-from actiondistill.features import FrameFeatureCache
+from actiondistill.frame_cache import FrameFeatureCache
 from actiondistill.models import create_backbone, make_inherited, read_state_dict, visual_parameter_count
 
 TINY = "test-micro-swap-tiny"

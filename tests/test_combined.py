@@ -19,7 +19,7 @@ from actiondistill.deit import DeiTTwoHeadObjective
 from actiondistill.engine.objectives import build_objective
 from actiondistill.engine.teachers import Teacher
 from actiondistill.evaluate import class_texts_of
-from actiondistill.features import (
+from actiondistill.frame_cache import (
     FrameFeatureCache,
     FrameFeatures,
     TeacherFrameDataset,

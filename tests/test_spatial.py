@@ -18,7 +18,7 @@ from actiondistill.data.sampling import FrameSampler
 from actiondistill.data.synthetic import generate
 from actiondistill.data.transforms import eval_transform
 from actiondistill.engine.objectives import ActionCLIPObjective, build_objective
-from actiondistill.features import FrameFeatureCache, FrameFeatureDataset
+from actiondistill.frame_cache import FrameFeatureCache, FrameFeatureDataset
 from actiondistill.io import read_json
 from actiondistill.models import create_backbone, create_model, get_tokenizer, load_weights, save_weights
 from actiondistill.pretrain.frames import frame_indices

@@ -236,7 +236,7 @@ def train_combination(cfg: TrainConfig, features: Any = None, teacher_features: 
     (`teacher_features`, checked by cache key against the teacher's image encoder).
     """
     from actiondistill import teacher_choice as tc
-    from actiondistill.features import TeacherFrameDataset, check_encoder
+    from actiondistill.frame_cache import TeacherFrameDataset, check_encoder
     from actiondistill.spatial.dataset import SpatialTargetDataset
 
     spatial = cfg.objective.name == "spatial_multitask"

@@ -35,7 +35,7 @@ def class_texts_of(dataset: Any) -> list[str]:
 
 def _views_first(frames: Tensor, views: int | None) -> Tensor:
     """(B, V, T, ...) from a batch of single- or multi-view clips of pixels (..., 3, H, W) or of precomputed frame
-    embeddings (..., D) (a frozen image encoder's cached output, see actiondistill.features)."""
+    embeddings (..., D) (a frozen image encoder's cached output, see actiondistill.frame_cache)."""
     per_frame = 3 if frames.ndim >= 5 else 1
     if frames.ndim == 3 + per_frame:
         if views is not None and frames.shape[1] != views:

@@ -5,7 +5,7 @@ recipe: the one Trainer, the ActionCLIP objective, the same epochs, batch size, 
 
 Two regimes, one switch (`freeze_image_encoder`):
 - frozen (the embedded profile, a 2-core CPU): the CLIP image encoder is frozen; models whose `encode_video` is
-  "encode each frame, then fuse" train on cached frame embeddings (actiondistill.features), while the text encoder,
+  "encode each frame, then fuse" train on cached frame embeddings (actiondistill.frame_cache), while the text encoder,
   the logit scale and the model's own modules train. X-CLIP's cross-frame messages live inside the image encoder,
   so it trains on pixels with the CLIP image weights frozen and its messages, integration transformer and prompt
   generator trainable. No candidate sees pixel augmentation (cached features cannot have it): TSN frame sampling
@@ -135,7 +135,7 @@ def choice_datasets(cfg: TrainConfig, features: Any = None) -> dict[str, Any]:
     if features is None:
         return {key: build_dataset(cfg, split, train) for key, (split, train) in splits.items()}
     from actiondistill.data.sampling import FrameSampler
-    from actiondistill.features import FrameFeatureDataset, manifest_file
+    from actiondistill.frame_cache import FrameFeatureDataset, manifest_file
     from actiondistill.paths import data_dir
 
     manifest = manifest_file(d.manifest if Path(d.manifest).is_absolute() else data_dir() / d.manifest)

@@ -149,7 +149,7 @@ def variant_config(base: TrainConfig, variant: str, seed: int, teacher: TeacherC
 
 def check_features(features: Any, model: ModelConfig) -> None:
     """Refuse cached frame embeddings made by another image encoder than `model`'s (they would not be its inputs)."""
-    from actiondistill.features import check_encoder
+    from actiondistill.frame_cache import check_encoder
 
     check_encoder(features, model.backbone, model.pretrained, "the students'")
 

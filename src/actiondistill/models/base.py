@@ -11,7 +11,7 @@ Conventions (REFERENCE.md, ActionCLIP):
   softmax over classes per template, then the mean over templates. With one template the two agree.
 
 Subclasses implement `fuse_frames` (per-frame embeddings -> video embedding), so `encode_video` takes either
-pixels or precomputed frame embeddings (a frozen image encoder's output, cached once: actiondistill.features).
+pixels or precomputed frame embeddings (a frozen image encoder's output, cached once: actiondistill.frame_cache).
 Models whose image encoder itself mixes frames (X-CLIP) override `encode_video` and refuse embeddings; models whose
 text depends on the video (X-CLIP) also override `video_context` / `adapt_text`.
 """

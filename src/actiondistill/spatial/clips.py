@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actiondistill.features import manifest_file
+from actiondistill.frame_cache import manifest_file
 from actiondistill.io import file_sha256, read_json
 
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from actiondistill.engine.distributed import unwrap_model
-from actiondistill.features import manifest_file
+from actiondistill.frame_cache import manifest_file
 from actiondistill.io import read_json
 from actiondistill.spatial.dataset import SpatialTargetDataset
 from actiondistill.spatial.targets import SpatialTargets

@@ -26,7 +26,7 @@ def chapter_vocabularies(files: Sequence[str | os.PathLike] | None = None, manif
     configs/vocab/objects.txt and scenes.txt ship as starting points). `objectives` keeps only those names (all when
     None), in the given order; a name with no vocabulary is an error.
     """
-    from actiondistill.features import manifest_file
+    from actiondistill.frame_cache import manifest_file
     from actiondistill.io import read_json
 
     if files:

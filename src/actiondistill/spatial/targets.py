@@ -3,7 +3,7 @@ ground-truth alternative only the synthetic world allows.
 
 `spatial_targets(clips, vocabularies, backbone, pretrained)` scores K frames of every clip against every vocabulary
 (actiondistill.spatial.scoring) and returns a `SpatialTargets`: one (clips, concepts) array per objective. The frame
-embeddings are those of the frame-feature cache when the clips come from a manifest (actiondistill.features: the
+embeddings are those of the frame-feature cache when the clips come from a manifest (actiondistill.frame_cache: the
 same frozen-encoder embeddings the video models of chapter 2 train on, computed once for both), else the K frames
 are decoded and encoded directly (real datasets). Each clip contributes the centres of K equal segments, so targets
 do not depend on a training run's frame sampling.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from actiondistill.features import AUTOCAST_DTYPES, FrameFeatureCache, FrameFeatures, manifest_file
+from actiondistill.frame_cache import AUTOCAST_DTYPES, FrameFeatureCache, FrameFeatures, manifest_file
 from actiondistill.io import atomic_save, file_sha256, read_json
 from actiondistill.spatial.clips import ClipList
 from actiondistill.spatial.scoring import (

@@ -16,7 +16,7 @@ from actiondistill.data.synthetic import generate
 from actiondistill.data.transforms import eval_transform
 from actiondistill.data.video import open_video
 from actiondistill.evaluate import evaluate
-from actiondistill.features import FrameFeatureCache, FrameFeatureDataset, frame_indices
+from actiondistill.frame_cache import FrameFeatureCache, FrameFeatureDataset, frame_indices
 from actiondistill.models import create_backbone, create_model
 from actiondistill.train import Trainer
 
