@@ -12,7 +12,7 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
-from test_features import MICRO, SIZE, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
+from test_frame_cache import MICRO, SIZE, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import backbone_swap as bs
 from actiondistill import teacher_choice as tc

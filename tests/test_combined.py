@@ -10,7 +10,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 import torch
-from test_features import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
+from test_frame_cache import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import combined as cx
 from actiondistill import teacher_choice as tc

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-from test_features import MICRO, MICRO_CFG, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
+from test_frame_cache import MICRO, MICRO_CFG, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
 from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict

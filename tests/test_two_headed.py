@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_features import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
+from test_frame_cache import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import teacher_choice as tc
 from actiondistill.config import (

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from actiondistill.io import atomic_save
+from actiondistill.models.checkpoints import model_state
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -32,18 +33,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several unrelated types for corrupt or foreign files
         raise ValueError(f"{p}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-
-
-def model_state(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's state dict inside a Trainer checkpoint, a `{"state_dict": ...}` wrapper, or a bare state dict;
-    a DistributedDataParallel "module." prefix is removed."""
-    for key in ("model", "state_dict"):
-        if key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
 
 
 def load_model_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -76,11 +76,22 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
             state_dict.pop(key, None)
         return state_dict, "openai-jit"
     raw = _torch_load(path)
-    fmt = "tinyclip" if _is_wrapped(raw) else "state_dict"
-    state_dict = raw["state_dict"] if _is_wrapped(raw) else raw
+    fmt = "trainer" if _is_trainer(raw) else "tinyclip" if _is_wrapped(raw) else "state_dict"
+    state_dict = model_state(raw)
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors (or a dict with a 'state_dict' entry)")
-    return {_strip_module(k): v for k, v in state_dict.items()}, fmt
+        raise ValueError(f"{path}: expected a state dict of tensors (or a dict with a 'model' or 'state_dict' "
+                         "entry)")
+    return state_dict, fmt
+
+
+def model_state(raw: Mapping) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a Trainer checkpoint (its "model"), a `{"state_dict": ...}` wrapper (TinyCLIP's)
+    or a bare state dict; a DistributedDataParallel "module." prefix is removed."""
+    for key in ("model", "state_dict"):
+        if isinstance(raw, Mapping) and isinstance(raw.get(key), Mapping):
+            raw = raw[key]
+            break
+    return {_strip_module(k): v for k, v in raw.items()} if isinstance(raw, Mapping) else raw
 
 
 def load_weights(
@@ -164,6 +175,10 @@ def _torch_load(path: Path):
 
 def _is_wrapped(raw) -> bool:
     return isinstance(raw, Mapping) and "state_dict" in raw
+
+
+def _is_trainer(raw) -> bool:
+    return isinstance(raw, Mapping) and isinstance(raw.get("model"), Mapping)
 
 
 def _strip_module(key: str) -> str:

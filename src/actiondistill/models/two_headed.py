@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -177,14 +176,9 @@ class TwoHeadedActionCLIP(ActionCLIP):
 def _read_state(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
     if isinstance(source, Mapping):
         return dict(source), "<state dict>"
-    path = Path(source)
-    if path.suffix == ".safetensors":
-        from actiondistill.models.checkpoints import read_state_dict
+    from actiondistill.models.checkpoints import read_state_dict
 
-        return read_state_dict(path)[0], str(path)
-    from actiondistill.engine.checkpoint import load_checkpoint, model_state
-
-    return model_state(load_checkpoint(path)), str(path)
+    return read_state_dict(source)[0], str(source)
 
 
 @register_model("actionclip-twohead")
