@@ -414,7 +414,11 @@ def test_teachers_from_config(tmp_path, monkeypatch):
         build_from_config(apply_override(base, "teachers.0.cache_outputs=true"), progress=False)
 
 
-def test_objectives_of_later_chapters_are_found_by_name():
-    from actiondistill.engine.objectives import list_objectives
+def test_objectives_of_later_chapters_are_found_by_name_in_config_driven_runs():
+    from actiondistill.cli.train import load_objectives
 
-    assert {"pkd", "compressed_ce", "actionclip"} <= set(list_objectives())
+    load_objectives()
+    assert {"pkd", "compressed_ce", "actionclip", "spatial_multitask", "deit_twohead",
+            "clip_contrastive"} <= set(list_objectives())
+    with pytest.raises(ValueError, match="objective 'nope': unknown; registered objectives are .*actionclip.*imported"):
+        build_objective("nope")

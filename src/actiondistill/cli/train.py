@@ -16,12 +16,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+#: The packages whose objectives a config may name: each registers its own when imported (the engine, below them,
+#: knows none of them).
+OBJECTIVE_PACKAGES = ("actiondistill.pretrain.objectives", "actiondistill.pkd", "actiondistill.deit",
+                      "actiondistill.spatial")
+
+
+def load_objectives() -> None:
+    """Register every objective of the package, so that a config can name any of them."""
+    import importlib
+
+    for package in OBJECTIVE_PACKAGES:
+        importlib.import_module(package)
+
+
 def run(args: argparse.Namespace) -> dict:
     from actiondistill.config import load_config
     from actiondistill.engine.distributed import shutdown_distributed
     from actiondistill.evaluate import scalar_metrics
     from actiondistill.train import build_from_config
 
+    load_objectives()
     cfg = load_config(args.config, args.overrides)
     trainer = build_from_config(cfg, progress=not args.no_progress)
     try:

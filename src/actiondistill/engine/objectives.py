@@ -44,28 +44,18 @@ def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callab
     return decorator
 
 
-# Modules that register objectives of later chapters; imported on lookup so configs can name them.
-_PLUGINS = ("actiondistill.pretrain.objectives", "actiondistill.pkd.objectives", "actiondistill.deit.objectives",
-            "actiondistill.spatial.objective")
-
-
-def _load_plugins() -> None:
-    import importlib
-
-    for module in _PLUGINS:
-        importlib.import_module(module)
-
-
 def list_objectives() -> list[str]:
-    _load_plugins()
+    """The objectives registered so far: the engine's own, and those of every package imported (an objective
+    registers where it is defined, so the engine never imports the chapters; `actiondistill.cli.train` imports
+    them all for config-driven runs)."""
     return sorted(_OBJECTIVES)
 
 
 def build_objective(name: str, **kwargs: Any) -> Objective:
     if name not in _OBJECTIVES:
-        _load_plugins()
-    if name not in _OBJECTIVES:
-        raise ValueError(f"objective {name!r}: unknown; registered objectives are {', '.join(list_objectives())}")
+        raise ValueError(f"objective {name!r}: unknown; registered objectives are {', '.join(list_objectives())} "
+                         "(an objective registers when the module defining it is imported, e.g. actiondistill.spatial "
+                         "for spatial_multitask)")
     try:
         return _OBJECTIVES[name](**kwargs)
     except TypeError as err:
