@@ -1,0 +1,70 @@
+"""The package's layers, enforced: nothing lower imports anything higher (not even by a module-name string).
+
+foundation (io, paths, config, parallel, stats) -> data -> models -> losses -> engine (engine/, train, evaluate,
+frame_cache) -> everything else (the chapters' experiments, the profiler, real time, the CLI, the book runner). The
+higher modules are free to import downwards; the point is that the engine and what it stands on never depend on a
+chapter, so a chapter can change without touching them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "actiondistill"
+LAYERS: list[set[str]] = [
+    {"__init__", "io", "paths", "config", "parallel", "stats"},
+    {"data"},
+    {"models"},
+    {"losses"},
+    {"engine", "train", "evaluate", "frame_cache"},
+]
+_NAME = re.compile(r"^actiondistill\.(\w+)")
+
+
+def layer(top: str) -> int:
+    """The layer index of a top-level module or package name; everything unlisted sits above the engine."""
+    return next((i for i, names in enumerate(LAYERS) if top in names), len(LAYERS))
+
+
+def imported(path: Path) -> set[tuple[str, int]]:
+    """(top-level name, line) of every package module `path` imports or names in a string (importlib targets)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = ([f"actiondistill.{a.name}" for a in node.names] if node.module == "actiondistill"
+                     else [node.module])
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value]
+        for name in names:
+            match = _NAME.match(name)
+            if match:
+                found.add((match.group(1), node.lineno))
+    return found
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if layer(p.relative_to(PACKAGE).parts[0].removesuffix(".py"))
+                                  < len(LAYERS)], ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_lower_layer_imports_a_higher_one(path):
+    own = layer(path.relative_to(PACKAGE).parts[0].removesuffix(".py"))
+    upward = sorted(f"actiondistill.{top} (line {line})" for top, line in imported(path)
+                    if top != "__version__" and layer(top) > own)
+    assert not upward, f"{path.relative_to(PACKAGE)} (layer {own}) imports higher layers: {upward}"
+
+
+def test_the_check_sees_imports_of_every_kind(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from actiondistill.spatial import x\nimport actiondistill.deit.objectives\n"
+                      "from actiondistill import profiler\nNAMES = ('actiondistill.pkd',)\nfrom . import local\n")
+    assert {top for top, _ in imported(source)} == {"spatial", "deit", "profiler", "pkd"}
+    assert layer("data") < layer("models") < layer("losses") < layer("engine") < layer("spatial")
