@@ -102,12 +102,12 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
     return cfg
 
 
-def make_trainer(tmp_path, dropout=0.1, callbacks=(), val=True, **overrides) -> Trainer:
+def make_trainer(tmp_path, dropout=0.1, callbacks=(), val=True, checkpoints=True, **overrides) -> Trainer:
     torch.manual_seed(0)
     cfg = tiny_config(tmp_path, **overrides)
     return Trainer(cfg, FakeVideoModel(dropout=dropout), TensorVideoDataset(24, seed=1),
                    TensorVideoDataset(12, seed=2, augment=False) if val else None, progress=False,
-                   callbacks=callbacks)
+                   callbacks=callbacks, checkpoints=checkpoints)
 
 
 def params_of(model):
@@ -168,6 +168,14 @@ def test_resume_after_interruption_is_exact(tmp_path, objective):
     got, want = params_of(resumed.model), params_of(reference.model)
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert resumed.optimizer.state_dict()["state"].keys() == reference.optimizer.state_dict()["state"].keys()
+
+
+def test_a_run_without_checkpoints_writes_only_its_log_and_record_and_learns_the_same(tmp_path):
+    with_files = make_trainer(tmp_path / "a", epochs=2).fit()
+    result = make_trainer(tmp_path / "b", epochs=2, checkpoints=False).fit()
+    assert without_time(result) == without_time(with_files)
+    assert sorted(p.name for p in (tmp_path / "b" / "run").iterdir()) == ["config.yaml", "metrics.jsonl",
+                                                                        "result.json"]
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path):

@@ -169,7 +169,6 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     the objective), and `measure(model, datasets)` returns extra row entries measured on the trained model and the
     unwrapped train / test / zero-shot datasets (its time counts in `eval_s`).
     """
-    from actiondistill.engine.checkpoint import BEST_NAME, CHECKPOINT_NAME
     from actiondistill.engine.records import build_record, count_parameters, write_record
     from actiondistill.engine.seeding import seed_everything
     from actiondistill.evaluate import class_texts_of, evaluate, evaluate_heads, scalar_metrics, zero_shot_eval
@@ -188,15 +187,14 @@ def train_candidate(cfg: TrainConfig, features: Any = None, freeze_image_encoder
     data = choice_datasets(cfg, features if use_features else None)
     teachers = {t.name: build_teacher(cfg, t, class_texts_of(data["train"])) for t in cfg.teachers}
     train_data = wrap_train(data["train"]) if wrap_train is not None else data["train"]
-    trainer = Trainer(cfg, model, train_data, val_data=data.get("val"), teachers=teachers, progress=progress)
+    trainer = Trainer(cfg, model, train_data, val_data=data.get("val"), teachers=teachers, progress=progress,
+                      checkpoints=False)  # the run is its final weights; the curve is in `val_curve`
     started = time.perf_counter()
     fit = trainer.fit()
     train_s = time.perf_counter() - started
     model.eval()  # from here on only evaluation: the class texts are encoded once and stay cached
     out_dir = Path(trainer.out_dir)
     save_weights(model, out_dir / WEIGHTS_NAME)
-    for name in (CHECKPOINT_NAME, BEST_NAME):  # the run is its final weights; the curve is in `val_curve`
-        (out_dir / name).unlink(missing_ok=True)
 
     started = time.perf_counter()
     batch = cfg.eval.batch_size or cfg.data.batch_size
