@@ -16,6 +16,7 @@ from test_frame_cache import MICRO, SIZE, manifest, micro, micro_recipe  # noqa:
 
 from actiondistill import backbone_swap as bs
 from actiondistill import teacher_choice as tc
+from actiondistill.engine.runs import run_datasets, summarise
 from actiondistill.evaluate import class_texts_of
 from actiondistill.frame_cache import FrameFeatureCache
 from actiondistill.models import create_backbone, make_inherited, read_state_dict, visual_parameter_count
@@ -163,7 +164,7 @@ def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
                                          progress=False).get()
     runs = tc.run_choice(base, {"actionclip-transf": [0, 1]}, features=teacher_features, freeze_token_embedding=True,
                          fusion_layers=1, run_prefix="ch2", runs_dir=tmp_path / "runs", progress=False)
-    table = tc.summarise(runs).assign(latency_ms=[1.0])
+    table = summarise(runs).assign(latency_ms=[1.0])
     tc.write_choice(tc.choice_path("unit", results), tc.select_teacher(table), base, runs, table, fusion_layers=1)
     choice = tc.read_choice("unit", results)
 
@@ -195,7 +196,7 @@ def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
 
     summary = bs.summarise(pd.concat([teacher, student], ignore_index=True))
     assert list(summary.index) == ["teacher", *bs.INITS] and summary.loc["teacher", "seeds"] == 2
-    texts = class_texts_of(tc.choice_datasets(recipe, features["tinyclip"])["train"])
+    texts = class_texts_of(run_datasets(recipe, features["tinyclip"])["train"])
     latency = bs.latency_table(choice["model"], MICRO, TINY, texts, frames=(2, 4), warmup=0, iters=1,
                                progress=False)
     assert list(latency["model"]) == ["teacher", "student"] * 2

@@ -13,10 +13,10 @@ import torch
 from test_frame_cache import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import combined as cx
-from actiondistill import teacher_choice as tc
 from actiondistill.config import TeacherConfig, TrainConfig
 from actiondistill.deit import DeiTTwoHeadObjective
 from actiondistill.engine.objectives import build_objective
+from actiondistill.engine.runs import WEIGHTS_NAME, run_datasets, train_and_evaluate
 from actiondistill.engine.teachers import Teacher
 from actiondistill.evaluate import class_texts_of
 from actiondistill.frame_cache import (
@@ -64,9 +64,9 @@ def collate(items):
 def test_teacher_frames_are_the_teachers_embeddings_of_the_same_frames(manifest, micro, features, student_features,  # noqa: F811
                                                                         truth, tmp_path):
     cfg = base_config(manifest, micro[1], tmp_path)
-    train = tc.choice_datasets(cfg, student_features)["train"]  # a ClassSubset around a FrameFeatureDataset
+    train = run_datasets(cfg, student_features)["train"]  # a ClassSubset around a FrameFeatureDataset
     paired = SpatialTargetDataset(TeacherFrameDataset(train, features), truth)
-    twin = tc.choice_datasets(replace(cfg, model=replace(cfg.model, pretrained=str(micro[0]))), features)["train"]
+    twin = run_datasets(replace(cfg, model=replace(cfg.model, pretrained=str(micro[0]))), features)["train"]
     assert len(paired) == len(train) and class_texts_of(paired) == class_texts_of(train)
     changed = False
     for epoch in (0, 1):
@@ -109,7 +109,7 @@ def test_deit_teacher_reads_teacher_frames(manifest, micro, features, student_fe
                            fusion_layers=1).train()
     teacher = Teacher("teacher", create_model("actionclip-transf", backbone=MICRO, pretrained=micro[0], num_frames=T,
                                               fusion_layers=1))
-    train = TeacherFrameDataset(tc.choice_datasets(base_config(manifest, micro[1], tmp_path),
+    train = TeacherFrameDataset(run_datasets(base_config(manifest, micro[1], tmp_path),
                                                    student_features)["train"], features)
     batch = collate([train[i] for i in range(6)])
     texts = class_texts_of(train)
@@ -240,13 +240,13 @@ def test_combination_configs(manifest, micro, truth, tmp_path):  # noqa: F811
 def test_combinations_end_to_end(manifest, micro, features, student_features, truth, tmp_path,  # noqa: F811
                                  monkeypatch):
     teacher_base = base_config(manifest, micro[0], tmp_path)
-    teacher_row = tc.train_candidate(replace(teacher_base, run_name="teacher", out_dir=str(tmp_path / "teacher")),
+    teacher_row = train_and_evaluate(replace(teacher_base, run_name="teacher", out_dir=str(tmp_path / "teacher")),
                                      features, freeze_token_embedding=True, progress=False)
     choice = {"teacher": "actionclip-transf", "label": "ActionCLIP Transf", "weights": {"0": teacher_row["weights"]},
               "model": {"name": "actionclip-transf", "backbone": MICRO, "pretrained": str(micro[0]),
                         "num_frames": T, "kwargs": {"fusion_layers": 1}}}
     base = base_config(manifest, micro[1], tmp_path)
-    swap_row = tc.train_candidate(replace(base, run_name="swap", out_dir=str(tmp_path / "swap")), student_features,
+    swap_row = train_and_evaluate(replace(base, run_name="swap", out_dir=str(tmp_path / "swap")), student_features,
                                   freeze_token_embedding=True, progress=False)
     swap = {"best": {"init": "tinyclip"}, "runs": [{**swap_row, "init": "tinyclip"}]}
     spatial, deit = settings(micro, truth, variant="soft")
@@ -296,7 +296,7 @@ def test_combinations_end_to_end(manifest, micro, features, student_features, tr
     assert list(specs)[0] == f"actionclip-transf on {MICRO}" and len(specs) == 4
     assert models["arch_name"].iloc[1] == models["arch_name"].iloc[0]  # teacher and swap: one architecture here
     assert "init_from" not in json.dumps(specs)
-    latency = cx.latency_table(specs, class_texts_of(tc.choice_datasets(base, student_features)["train"]),
+    latency = cx.latency_table(specs, class_texts_of(run_datasets(base, student_features)["train"]),
                                frames=(T,), batches=(1, 2), warmup=1, iters=1, progress=False)
     assert set(latency["model"]) == set(specs) and set(latency["batch"]) == {1, 2}
     table = cx.final_table(models, latency, frames=T, throughput_batch=2)
@@ -410,12 +410,12 @@ def test_a_run_with_a_validation_split_records_its_curve_and_keeps_only_its_weig
     cfg = base_config(manifest, micro[0], tmp_path)
     cfg = replace(cfg, epochs=2, run_name="curve", out_dir=str(tmp_path / "curve"),
                   data=replace(cfg.data, eval_split="val"))
-    row = tc.train_candidate(cfg, features, freeze_token_embedding=True, progress=False)
+    row = train_and_evaluate(cfg, features, freeze_token_embedding=True, progress=False)
     assert [epoch for epoch, _ in row["val_curve"]] == [1, 2]
     assert all(0 <= top1 <= 100 for _, top1 in row["val_curve"])
-    assert sorted(p.name for p in (tmp_path / "curve").glob("*.pt")) == [tc.WEIGHTS_NAME]
+    assert sorted(p.name for p in (tmp_path / "curve").glob("*.pt")) == [WEIGHTS_NAME]
     without = replace(cfg, run_name="flat", out_dir=str(tmp_path / "flat"), data=replace(cfg.data, eval_split=None))
-    assert tc.train_candidate(without, features, freeze_token_embedding=True, progress=False)["val_curve"] == []
+    assert train_and_evaluate(without, features, freeze_token_embedding=True, progress=False)["val_curve"] == []
 
 
 def curves_of(per_combination):

@@ -15,6 +15,7 @@ from test_frame_cache import MICRO, MICRO_CFG, SIZE, cache_root, features, manif
 from actiondistill import teacher_choice as tc
 from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
 from actiondistill.deit import experiment as dx
+from actiondistill.engine.runs import train_and_evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,7 +136,7 @@ def test_ablation_end_to_end(features, manifest, micro, tmp_path):  # noqa: F811
     """A chapter-2 teacher, then every variant with two seeds on the same cached features, and the record."""
     base = base_config(manifest, micro[0], tmp_path)
     teacher_cfg = tc.candidate_config(base, "actionclip-transf", 0, "t", 1, tmp_path / "runs")
-    teacher = tc.train_candidate(teacher_cfg, features, freeze_token_embedding=True, progress=False)
+    teacher = train_and_evaluate(teacher_cfg, features, freeze_token_embedding=True, progress=False)
     choice = choice_of(base, {0: teacher["weights"]})
     variants = ["single", "gt", "soft"]
     runs = dx.run_ablation(base, choice, variants, [0, 1], features, alpha=0.5, soft_alpha=0.9, fusion_layers=1,

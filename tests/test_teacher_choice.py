@@ -13,6 +13,7 @@ from test_frame_cache import MICRO, SIZE, cache_root, features, manifest, micro,
 
 from actiondistill import teacher_choice as tc
 from actiondistill.engine.checkpoint import CHECKPOINT_NAME
+from actiondistill.engine.runs import reversal_errors, summarise
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_excluded_candidates_can_neither_win_nor_set_the_latency_limit(table):
 def test_summarise_over_seeds():
     runs = pd.DataFrame({"model": ["m", "m", "m", "n"], "top1": [10.0, 20.0, 30.0, 50.0],
                          "zs_top1": [1.0, 2.0, 3.0, 4.0], "train_s": [1.0, 1.0, 1.0, 2.0]})
-    summary = tc.summarise(runs)
+    summary = summarise(runs)
     assert list(summary.index) == ["m", "n"] and summary.loc["m", "seeds"] == 3
     assert summary.loc["m", "top1_mean"] == 20.0 and summary.loc["m", "top1_std"] == pytest.approx(10.0)
     assert (summary.loc["m", "top1_min"], summary.loc["m", "top1_max"]) == (10.0, 30.0)
@@ -73,8 +74,8 @@ def test_reversal_errors():
     confusion = [[5, 3, 1],   # 4 errors, 3 of them the reversal
                  [1, 6, 0],   # 1 error, the reversal
                  [0, 2, 4]]   # 2 errors; growing's reversal (shrinking) is not among the classes
-    assert tc.reversal_errors(confusion, classes) == pytest.approx(100 * 4 / 7)
-    assert math.isnan(tc.reversal_errors([[1, 0], [0, 1]], ["brush hair", "ride bike"]))
+    assert reversal_errors(confusion, classes) == pytest.approx(100 * 4 / 7)
+    assert math.isnan(reversal_errors([[1, 0], [0, 1]], ["brush hair", "ride bike"]))
 
 
 def test_reported_numbers_are_labelled():
@@ -101,7 +102,7 @@ def test_choice_end_to_end(features, manifest, micro, tmp_path):  # noqa: F811
     state = torch.load(runs["weights"][2], weights_only=True)
     assert any(k.startswith("messages.") for k in state)
 
-    summary = tc.summarise(runs).assign(latency_ms=[10.0, 30.0])
+    summary = summarise(runs).assign(latency_ms=[10.0, 30.0])
     decision = tc.select_teacher(summary)
     assert decision["teacher"] == "actionclip-transf"  # X-CLIP is 3x slower: outside the 1.25x limit
     path = tc.write_choice(tc.choice_path("unit", tmp_path / "results"), decision, base, runs, summary,

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from test_frame_cache import MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
-from actiondistill import teacher_choice as tc
 from actiondistill.config import (
     ObjectiveConfig,
     TeacherConfig,
@@ -25,6 +24,7 @@ from actiondistill.config import (
 )
 from actiondistill.deit import DeiTTwoHeadObjective, same_image_encoder
 from actiondistill.engine.objectives import build_objective, list_objectives
+from actiondistill.engine.runs import train_and_evaluate
 from actiondistill.engine.teachers import Teacher
 from actiondistill.evaluate import evaluate, evaluate_heads
 from actiondistill.models import create_backbone, create_model, list_models, save_weights
@@ -307,7 +307,7 @@ def test_chapter_flow_on_cached_features(features, manifest, micro, tmp_path):  
     """Chapter 2's trained actionclip-transf becomes the teacher and the student's starting point; the student trains
     on the same cached frame embeddings with the teacher built from the config, and reports every head."""
     base = micro_recipe(manifest, micro[0], tmp_path, name="actionclip-transf", kwargs={"fusion_layers": 1})
-    teacher = tc.train_candidate(replace(base, run_name="teacher", out_dir=str(tmp_path / "teacher")), features,
+    teacher = train_and_evaluate(replace(base, run_name="teacher", out_dir=str(tmp_path / "teacher")), features,
                                  freeze_token_embedding=True, progress=False)
     teacher_model = replace(base.model, checkpoint=teacher["weights"])
     student_model = replace(base.model, name="actionclip-twohead",
@@ -316,7 +316,7 @@ def test_chapter_flow_on_cached_features(features, manifest, micro, tmp_path):  
         base, run_name="student", out_dir=str(tmp_path / "student"), model=student_model,
         objective=ObjectiveConfig("deit_twohead", {"distillation": "soft", "alpha": 0.5, "tau": 1.0}),
         teachers=[TeacherConfig(name="teacher", model=teacher_model)])
-    row = tc.train_candidate(student, features, freeze_token_embedding=True, progress=False)
+    row = train_and_evaluate(student, features, freeze_token_embedding=True, progress=False)
     assert row["input"] == "cached frame embeddings" and row["model"] == "actionclip-twohead"
     for key in ("top1", "top1_frame", "top1_token", "zs_top1", "zs_top1_frame", "zs_top1_token"):
         assert 0 <= row[key] <= 100, key

@@ -31,6 +31,8 @@ import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import TrainConfig, from_dict, to_dict
+from actiondistill.engine.runs import summarise as summarise_seeds
+from actiondistill.engine.runs import train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The initialisations of the student's CLIP, in the order tables list them.
@@ -205,14 +207,13 @@ def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, In
              features: Mapping[str, Any] | None = None, freeze_image_encoder: bool = True,
              freeze_token_embedding: bool = False, run_prefix: str = "backbone-swap",
              runs_dir: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
-    """Train and evaluate the student under every initialisation and seed with `teacher_choice.train_candidate`.
+    """Train and evaluate the student under every initialisation and seed with `engine.runs.train_and_evaluate`.
 
     `features` maps an initialisation to the FrameFeatures of its own frozen image encoder (frozen regime).
     One row per (initialisation, seed), with `init`, `backbone` and `pretrained` added.
     """
     from tqdm.auto import tqdm
 
-    from actiondistill import teacher_choice as tc
 
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
@@ -223,7 +224,7 @@ def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, In
         bar.set_postfix(init=name, seed=seed)
         init = inits[name]
         cfg = student_config(base, model, init, seed, run_prefix, runs_dir)
-        row = tc.train_candidate(cfg, (features or {}).get(name), freeze_image_encoder, freeze_token_embedding,
+        row = train_and_evaluate(cfg, (features or {}).get(name), freeze_image_encoder, freeze_token_embedding,
                                  progress=False)
         rows.append({**row, "init": name, "backbone": init.backbone, "pretrained": init.pretrained})
     return pd.DataFrame(rows)
@@ -231,9 +232,8 @@ def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, In
 
 def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1")) -> pd.DataFrame:
     """Mean, std, min and max over seeds per initialisation (the teacher included), in the order of `runs`."""
-    from actiondistill import teacher_choice as tc
 
-    table = tc.summarise(runs.assign(model=runs["init"]), metrics=metrics)
+    table = summarise_seeds(runs.assign(model=runs["init"]), metrics=metrics)
     table.index.name = "init"
     return table
 

@@ -12,7 +12,7 @@ initialisation chapter 3 found best), trained with chapter 2's recipe and the pr
 - `swap+spatial+deit`: both, one two-headed student with spatial heads (`spatial-twohead`) and the spatial
   objective around the two-headed loss (`spatial_multitask` with `deit=`).
 
-Each run is `teacher_choice.train_candidate`, which writes an evaluation record; every model of the book is then
+Each run is `engine.runs.train_and_evaluate`, which writes an evaluation record; every model of the book is then
 identified by its per-seed weight files, and `collect` reads any chapter's models back from those records, with
 the architecture each was trained as, for the final table (`final_table`): accuracy over seeds beside parameters,
 GFLOPs and latency measured for all architectures in one profiler run (`latency_table`).
@@ -30,6 +30,8 @@ import pandas as pd
 
 from actiondistill.chapter_records import record_path
 from actiondistill.config import ObjectiveConfig, TrainConfig
+from actiondistill.engine.runs import recorded_row, run_inputs, train_and_evaluate
+from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The combinations, in the order tables list them.
@@ -229,13 +231,12 @@ def combination_config(base: TrainConfig, combination: str, seed: int, *, spatia
 def train_combination(cfg: TrainConfig, features: Any = None, teacher_features: Any = None, targets: Any = None,
                       freeze_image_encoder: bool = True, freeze_token_embedding: bool = False,
                       progress: bool = True) -> dict[str, Any]:
-    """Train one combination (`combination_config`) with `train_candidate` and return its row.
+    """Train one combination (`combination_config`) with `train_and_evaluate` and return its row.
 
     The training items gain the spatial targets (`targets`, for a spatial objective) and, when the config has a
     teacher and the student trains on cached `features`, the teacher's own cached embeddings of the same frames
     (`teacher_features`, checked by cache key against the teacher's image encoder).
     """
-    from actiondistill import teacher_choice as tc
     from actiondistill.frame_cache import TeacherFrameDataset, check_encoder
     from actiondistill.spatial.dataset import SpatialTargetDataset
 
@@ -262,7 +263,7 @@ def train_combination(cfg: TrainConfig, features: Any = None, teacher_features: 
             dataset = SpatialTargetDataset(dataset, targets.select(list(names)))
         return dataset
 
-    return tc.train_candidate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=progress,
+    return train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=progress,
                               wrap_train=wrap)
 
 
@@ -272,17 +273,16 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
                      features: Any = None, teacher_features: Any = None, freeze_image_encoder: bool = True,
                      freeze_token_embedding: bool = False, run_prefix: str = "combined",
                      runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """Every combination with every seed; one row per (combination, seed): `train_candidate`'s row plus
+    """Every combination with every seed; one row per (combination, seed): `train_and_evaluate`'s row plus
     `combination`, `label` and `reused_from` (the chapter whose run it is, or "").
 
     `swap` rows are chapter 3's runs of its best initialisation (`swap`: its record); `swap+spatial` reuses chapter
-    4's run of a seed when `teacher_choice.recorded_row` finds it is exactly this configuration
+    4's run of a seed when `engine.runs.recorded_row` finds it is exactly this configuration
     (`spatial["weights"]`); everything else trains here. `choice` (chapter 2's record) gives the teacher of a
     two-headed variant with one.
     """
     from tqdm.auto import tqdm
 
-    from actiondistill import teacher_choice as tc
     from actiondistill.deit import experiment as dx
 
     unknown = [c for c in combinations if c not in COMBINATIONS]
@@ -292,7 +292,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
         raise ValueError("seeds: expected at least one seed")
     if deit is not None and deit["uses_teacher"] and choice is None:
         raise ValueError(f"the two-headed variant {deit['variant']!r} distils from chapter 2's teacher: pass choice=")
-    inputs = tc.run_inputs(features is not None and freeze_image_encoder, freeze_image_encoder,
+    inputs = run_inputs(features is not None and freeze_image_encoder, freeze_image_encoder,
                            freeze_token_embedding)
     rows = []
     bar = tqdm([(c, int(s)) for c in combinations for s in seeds], desc="combinations x seeds", disable=not progress)
@@ -305,7 +305,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
             cfg = combination_config(base, combination, seed, spatial=spatial, targets=targets, deit=deit,
                                      teacher=teacher, run_prefix=run_prefix, runs_dir=runs_dir)
             previous = spatial["weights"].get(seed) if combination == "swap+spatial" else None
-            row = tc.recorded_row(cfg, previous, inputs) if previous else None
+            row = recorded_row(cfg, previous, inputs) if previous else None
             reused = "chapter 4" if row is not None else ""
             if row is None:
                 row = train_combination(cfg, features, teacher_features, targets, freeze_image_encoder,
@@ -324,10 +324,9 @@ def _swap_row(swap: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "train_s")) -> pd.DataFrame:
-    """Mean, std, min and max over seeds per combination (`teacher_choice.summarise`), with its label."""
-    from actiondistill import teacher_choice as tc
+    """Mean, std, min and max over seeds per combination (`engine.runs.summarise`), with its label."""
 
-    table = tc.summarise(runs.assign(model=runs["combination"]), metrics=[m for m in metrics if m in runs])
+    table = summarise_seeds(runs.assign(model=runs["combination"]), metrics=[m for m in metrics if m in runs])
     table.index.name = "combination"
     table.insert(0, "label", [LABELS[c] for c in table.index])
     return table
@@ -357,7 +356,7 @@ def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------- learning curves
 def learning_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs' validation curves (`teacher_choice.val_curve`) as one long table: combination, label, seed, epoch,
+    """The runs' validation curves (`engine.runs.val_curve`) as one long table: combination, label, seed, epoch,
     top1. Runs recorded without validation are left out."""
     rows = [{"combination": run["combination"], "label": run["label"], "seed": int(run["seed"]), "epoch": int(epoch),
              "top1": float(top1)}

@@ -1,7 +1,7 @@
 """Chapter 5's experiment: the two-headed DeiT student against its ablations and the single-head baseline.
 
 Every variant trains with chapter 2's recipe (the teacher's data, frames, optimiser and, unless overridden, epochs)
-through `teacher_choice.train_candidate`, once per seed, and is scored on the test and zero-shot splits with the
+through `engine.runs.train_and_evaluate`, once per seed, and is scored on the test and zero-shot splits with the
 DeiT average of the two heads and with each head alone:
 
 - `single`: plain `actionclip-transf` with the ActionCLIP objective, the single-head baseline;
@@ -35,6 +35,7 @@ import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
+from actiondistill.engine.runs import recorded_row, run_inputs, train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The variants, in the order tables list them.
@@ -162,7 +163,7 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
                  progress: bool = True) -> pd.DataFrame:
     """Train and evaluate every variant with every seed; one row per (variant, seed).
 
-    Rows are `tc.train_candidate`'s (top1, zs_top1, and for two-headed models top1_frame, top1_token,
+    Rows are `train_and_evaluate`'s (top1, zs_top1, and for two-headed models top1_frame, top1_token,
     zs_top1_frame, zs_top1_token) plus the variant, its label, distillation mode, alpha, tau, the teacher's seed,
     `reused_from` and, from the Trainer's record, the last epoch's training metrics of the heads
     (`train_acc_frame`, `train_acc_token`, `train_teacher_agreement`: token head argmax == teacher argmax).
@@ -172,7 +173,6 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
     """
     from tqdm.auto import tqdm
 
-    from actiondistill import teacher_choice as tc
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -195,7 +195,7 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
         reused = teacher_run(cfg, choice, cached, freeze_image_encoder, freeze_token_embedding) \
             if variant == "single" else None
         if reused is None:
-            row, run_name = tc.train_candidate(cfg, features, freeze_image_encoder, freeze_token_embedding,
+            row, run_name = train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding,
                                                progress=False), cfg.run_name
         else:
             row, run_name = reused
@@ -217,12 +217,11 @@ def teacher_run(cfg: TrainConfig, choice: Mapping[str, Any], cached: bool, freez
     When chapter 2 chose ActionCLIP Transf, the single-head baseline of seed s *is* the teacher of seed s; the
     config in its evaluation record is compared (run name and folder aside) rather than assumed.
     """
-    from actiondistill import teacher_choice as tc
 
     weights = choice["weights"].get(str(cfg.seed))
     if weights is None:
         return None
-    row = tc.recorded_row(cfg, weights, tc.run_inputs(cached, freeze_image_encoder, freeze_token_embedding))
+    row = recorded_row(cfg, weights, run_inputs(cached, freeze_image_encoder, freeze_token_embedding))
     return (row, Path(weights).parent.name) if row is not None else None
 
 

@@ -6,7 +6,7 @@ targets come from (the CLIP framework with K frames per clip, or the synthetic w
 else: the student (`student_model`: the chapter-2 teacher's video architecture on the student CLIP), the recipe
 (chapter 2's), the frames and the seeds are shared, so a difference between two settings is the setting's.
 
-Each run is `teacher_choice.train_candidate` with two hooks: the training set is wrapped in a
+Each run is `engine.runs.train_and_evaluate` with two hooks: the training set is wrapped in a
 `SpatialTargetDataset` and the row gains the selection split's top-1 (`val_top1`) and, given ground truth, the
 trained heads' top-1 per attribute on the test clips (`head_<objective>_top1`). `select_setting` picks the best
 multi-task setting on the selection split, never on the test split the headline reports.
@@ -27,6 +27,8 @@ import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import ModelConfig, ObjectiveConfig, TrainConfig, to_dict
+from actiondistill.engine.runs import run_datasets, train_and_evaluate
+from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json
 from actiondistill.spatial.targets import SpatialTargets
 from actiondistill.spatial.vocab import MANIFEST_OBJECTIVES
@@ -224,24 +226,22 @@ def spatial_config(base: TrainConfig, student: Mapping[str, Any], setting: Spati
 
 
 def split_dataset(cfg: TrainConfig, split: str, features: Any = None) -> Any:
-    """One more evaluation split (e.g. "val"), built exactly as `choice_datasets` builds the test split."""
-    from actiondistill import teacher_choice as tc
+    """One more evaluation split (e.g. "val"), built exactly as `run_datasets` builds the test split."""
 
     view = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_split=split))
-    return tc.choice_datasets(view, features)["test"]
+    return run_datasets(view, features)["test"]
 
 
 def train_spatial(cfg: TrainConfig, setting: SpatialSetting, targets: SpatialTargets, features: Any = None,
                   head_truth: SpatialTargets | None = None, select_split: str | None = "val",
                   freeze_image_encoder: bool = True, freeze_token_embedding: bool = False,
                   progress: bool = True) -> dict[str, Any]:
-    """Train one setting with one seed (`cfg` from `spatial_config`) and return `train_candidate`'s row plus:
+    """Train one setting with one seed (`cfg` from `spatial_config`) and return `train_and_evaluate`'s row plus:
 
     the setting (`setting`, `weight`, `objectives`, `source`, `target_frames`); `val_top1`, closed-set top-1 on
     `select_split` (None: NaN); and, given `head_truth` (ground-truth targets), `head_<objective>_top1`, the trained
     heads' top-1 against the true attribute on the test clips (NaN for the untrained heads of lambda = 0).
     """
-    from actiondistill import teacher_choice as tc
     from actiondistill.evaluate import evaluate
     from actiondistill.spatial.dataset import SpatialTargetDataset
     from actiondistill.spatial.quality import head_quality
@@ -264,7 +264,7 @@ def train_spatial(cfg: TrainConfig, setting: SpatialSetting, targets: SpatialTar
             out.update({f"head_{n}_top1": scores[n]["top1"] if n in scores else math.nan for n in judged})
         return out
 
-    row = tc.train_candidate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=progress,
+    row = train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=progress,
                              wrap_train=lambda dataset: SpatialTargetDataset(dataset, selected), measure=measure)
     return {"setting": setting.name, "weight": setting.weight, "objectives": setting.objectives_label,
             "source": setting.source, "target_frames": setting.frames if setting.source == FRAMEWORK else 0, **row}
@@ -307,10 +307,9 @@ def run_spatial(base: TrainConfig, student: Mapping[str, Any], settings: Sequenc
 
 
 def summarise_settings(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "val_top1")) -> pd.DataFrame:
-    """Mean, std, min and max over seeds per setting (`teacher_choice.summarise`), with the setting's fields."""
-    from actiondistill import teacher_choice as tc
+    """Mean, std, min and max over seeds per setting (`engine.runs.summarise`), with the setting's fields."""
 
-    table = tc.summarise(runs.assign(model=runs["setting"]), metrics)
+    table = summarise_seeds(runs.assign(model=runs["setting"]), metrics)
     fields = runs.drop_duplicates("setting").set_index("setting")[["weight", "objectives", "source",
                                                                     "target_frames"]]
     table = fields.loc[table.index].join(table)
