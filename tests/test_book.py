@@ -105,6 +105,32 @@ def test_staged_chapters_fold_the_parameters_papermill_injects(tmp_path):
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
 
 
+FAKE_TABLE = {"machine": "a test CPU", "frames": 16, "seeds": [0, 1, 2], "goal": {"sentence": "No student reaches it."},
+              "table": [{"model": "teacher (ActionCLIP Transf)", "top1_mean": 54.5, "top1_std": 1.1, "speedup": 1.0,
+                         "drop": 0.0},
+                        {"model": "swap + spatial", "top1_mean": 52.25, "top1_std": 2.0, "speedup": 2.15,
+                         "drop": 2.25}]}
+
+
+def test_the_staged_introduction_opens_with_chapter_7s_headline_and_the_rerun_commands(tmp_path, monkeypatch):
+    from actiondistill.front_matter import MARKER
+
+    root = make_book(tmp_path / "book")
+    (root / "book" / "intro.md").write_text(f"# Intro\n\n{MARKER}\n\nmore\n")
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path / "data"))
+    runner = BookRunner("p", root=root)
+    runner.run(build=False)
+    intro = (runner.stage() / "book" / "intro.md").read_text()
+    assert MARKER not in intro and "once chapter 7 has run on the `p` profile" in intro
+    assert "python -m actiondistill book --profile p --only ch1" in intro
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "combined-p.json").write_text(json.dumps(FAKE_TABLE))
+    intro = (runner.stage() / "book" / "intro.md").read_text()
+    assert "| teacher (ActionCLIP Transf) | 54.5 +- 1.1 | 1.00x | 0 |" in intro
+    assert "| swap + spatial | 52.2 +- 2.0 | 2.15x | +2.2 |" in intro
+    assert "No student reaches it." in intro and "66.5% at 1.73x" in intro and "a test CPU" in intro
+
+
 @pytest.mark.parametrize("notebook", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_every_chapter_reads_as_prose_with_its_code_folded(notebook):
     """The rendered book shows prose, tables and figures: every code cell is folded (`hide-input`) or, for the

@@ -250,7 +250,17 @@ class BookRunner:
             target.parent.mkdir(parents=True, exist_ok=True)
             notebook = json.loads(self.executed_path(chapter).read_text())
             target.write_text(json.dumps(fold_injected_parameters(notebook), indent=1, ensure_ascii=False))
+        self.stage_front_matter()
         return self.stage_dir
+
+    def stage_front_matter(self) -> None:
+        """Write the headline results of chapter 7's record and the re-run box into the staged introduction."""
+        from actiondistill.front_matter import MARKER, front_matter
+
+        intro = self.stage_dir / "book" / "intro.md"
+        if intro.is_file() and MARKER in (text := intro.read_text()):
+            names = [chapter.name for chapter in chapters(self.root)]
+            intro.write_text(text.replace(MARKER, front_matter(self.profile_name, names)))
 
     def build(self) -> Path:
         """Render the staged book to `<build_dir>/html`; a failed build leaves no half-written HTML."""
