@@ -105,6 +105,22 @@ def test_staged_chapters_fold_the_parameters_papermill_injects(tmp_path):
     assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]
 
 
+def test_a_chapter_run_by_the_book_keys_its_records_by_the_profile_and_one_run_by_hand_by_its_world(tmp_path):
+    from actiondistill.chapter_records import record_name
+
+    root = make_book(tmp_path, params={"defaults": {"x": 1}})
+    notebook = nbformat.read(root / "book" / "ch1.ipynb", as_version=4)
+    notebook.cells[1].source = "x = 1\nrecord_key = None"
+    nbformat.write(notebook, root / "book" / "ch1.ipynb")
+    chapter = chapters(root)[0]
+    assert chapter_parameters(chapter, load_profile(root, "p")) == {"x": 1, "record_key": "p"}
+    assert record_name("embedded", "embedded", "synthactions", "standard", 2400, 64, 32, 3) == "embedded"
+    by_hand = record_name("embedded", None, "synthactions", "standard", 2400, 64, 32, 3)
+    assert by_hand == "embedded-standard_n2400_s64_f32_seed3" != record_name("embedded", None, "synthactions",
+                                                                            "standard", 2400, 64, 32, 0)
+    assert record_name("hmdb51", None, "hmdb51") == "hmdb51-hmdb51"
+
+
 FAKE_TABLE = {"machine": "a test CPU", "frames": 16, "seeds": [0, 1, 2], "goal": {"sentence": "No student reaches it."},
               "table": [{"model": "teacher (ActionCLIP Transf)", "top1_mean": 54.5, "top1_std": 1.1, "speedup": 1.0,
                          "drop": 0.0},

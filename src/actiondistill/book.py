@@ -100,14 +100,16 @@ def load_profile(root: Path, profile: str) -> dict[str, Any]:
     unknown = set(data) - {"defaults", "chapters"}
     if unknown:
         raise ValueError(f"{path}: unexpected top-level keys {sorted(unknown)} (expected 'defaults' and 'chapters')")
-    return {"defaults": data.get("defaults") or {}, "chapters": data.get("chapters") or {}, "path": path}
+    return {"defaults": data.get("defaults") or {}, "chapters": data.get("chapters") or {}, "path": path,
+            "name": profile}
 
 
 def chapter_parameters(chapter: Chapter, profile: dict[str, Any]) -> dict[str, Any]:
     """Parameters for one chapter: profile defaults it declares, then its own overrides.
 
     Defaults a chapter does not declare are dropped silently (they are meant for other chapters);
-    a chapter-specific key the notebook does not declare is a typo and raises.
+    a chapter-specific key the notebook does not declare is a typo and raises. A chapter that declares
+    `record_key` gets the profile's name: its records are the book's (`chapter_records.record_name`).
     """
     import papermill
 
@@ -121,6 +123,8 @@ def chapter_parameters(chapter: Chapter, profile: dict[str, Any]) -> dict[str, A
             f"parameters cell does not declare (declared: {sorted(declared)})"
         )
     params.update(own)
+    if "record_key" in declared:
+        params["record_key"] = profile["name"]
     return params
 
 
