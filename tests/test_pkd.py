@@ -274,6 +274,19 @@ def test_experiment_saves_logits_of_all_ics_and_reuses_them(results, videos, dat
     assert len(table) == 24 and table["accuracy"].between(0, 100).all()
 
 
+def test_a_video_rendered_again_under_the_same_path_is_not_the_same_run(tmp_path):
+    import os
+
+    from actiondistill.pkd.experiment import _video_key
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"first rendering")
+    before = _video_key([(clip, 1)])
+    stat = clip.stat()
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new revision of the world, same path
+    assert _video_key([(clip, 1)]) != before and _video_key([(clip, 0)]) != _video_key([(clip, 1)])
+
+
 def test_wise_on_saved_logits(results):
     _, run = results
     gmacs = run.wise_gmacs

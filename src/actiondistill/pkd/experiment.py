@@ -299,8 +299,15 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _video_key(videos: VideoList) -> list[tuple[str, int]]:
-    return [(str(Path(p).resolve()), int(label)) for p, label in videos]
+def _video_key(videos: VideoList) -> list[tuple[str, int, int, int]]:
+    """Each video by path, label and file identity (size, modification time), as the extraction cache keys it: a
+    world rendered again under the same paths (a new revision of its preset) must not reuse the old world's runs."""
+    key = []
+    for p, label in videos:
+        path = Path(p).resolve()
+        stat = path.stat()
+        key.append((str(path), int(label), stat.st_size, stat.st_mtime_ns))
+    return key
 
 
 def _key_settings(exp: CompressedExperiment) -> dict[str, Any]:
