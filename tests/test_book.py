@@ -121,6 +121,16 @@ def test_a_chapter_run_by_the_book_keys_its_records_by_the_profile_and_one_run_b
     assert record_name("hmdb51", None, "hmdb51") == "hmdb51-hmdb51"
 
 
+@pytest.mark.parametrize("notebook", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_maths_is_broken_across_lines_into_a_list_item(notebook):
+    # a wrapped line of inline maths that starts with "+ \alpha" or "- \lambda" is read as a new list item,
+    # which tears the expression apart in the rendered page (chapter 7's loss did)
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            bad = [line for line in cell.source.splitlines() if line.lstrip().startswith(("+ \\", "- \\"))]
+            assert not bad, f"{notebook.name}: a line of maths reads as a list item: {bad}"
+
+
 FAKE_TABLE = {"machine": "a test CPU", "frames": 16, "seeds": [0, 1, 2], "goal": {"sentence": "No student reaches it."},
               "table": [{"model": "teacher (ActionCLIP Transf)", "top1_mean": 54.5, "top1_std": 1.1, "speedup": 1.0,
                          "drop": 0.0},
@@ -142,8 +152,8 @@ def test_the_staged_introduction_opens_with_chapter_7s_headline_and_the_rerun_co
     (tmp_path / "data" / "results").mkdir(parents=True)
     (tmp_path / "data" / "results" / "combined-p.json").write_text(json.dumps(FAKE_TABLE))
     intro = (runner.stage() / "book" / "intro.md").read_text()
-    assert "| teacher (ActionCLIP Transf) | 54.5 +- 1.1 | 1.00x | 0 |" in intro
-    assert "| swap + spatial | 52.2 +- 2.0 | 2.15x | +2.2 |" in intro
+    assert "| teacher (ActionCLIP Transf) | 54.5 ± 1.1 | 1.00x | 0 |" in intro
+    assert "| swap + spatial | 52.2 ± 2.0 | 2.15x | +2.2 |" in intro
     assert "No student reaches it." in intro and "66.5% at 1.73x" in intro and "a test CPU" in intro
 
 

@@ -8,7 +8,7 @@ initialisation chapter 3 found best), trained with chapter 2's recipe and the pr
   are exactly this configuration, i.e. when chapter 4's student CLIP is chapter 3's best);
 - `swap+deit`: chapter 5's best two-headed variant (the distillation token; its teacher, when the variant has one,
   is chapter 2's teacher on its own CLIP, reading its own cached embeddings of the student's frames:
-  `features.TeacherFrameDataset`);
+  `frame_cache.TeacherFrameDataset`);
 - `swap+spatial+deit`: both, one two-headed student with spatial heads (`spatial-twohead`) and the spatial
   objective around the two-headed loss (`spatial_multitask` with `deit=`).
 

@@ -18,7 +18,7 @@ MARKER = "<!-- front matter: written by the book runner from chapter 7's record 
 
 def _top1(row: Mapping[str, Any]) -> str:
     spread = row.get("top1_std")
-    spread_text = f" +- {spread:.1f}" if isinstance(spread, (int, float)) and math.isfinite(spread) else ""
+    spread_text = f" ± {spread:.1f}" if isinstance(spread, (int, float)) and math.isfinite(spread) else ""
     return f"{row['top1_mean']:.1f}{spread_text}"
 
 
@@ -34,7 +34,7 @@ def headline(record: Mapping[str, Any] | None, profile: str) -> str:
     seeds = len(record.get("seeds", [])) or rows[0].get("seeds", "")
     lines = [
         f"Measured by this build (profile `{profile}`, {record.get('machine', 'machine not recorded')}; top-1 "
-        f"closed-set %, mean +- standard deviation over {seeds} seeds; speed-up against the teacher at "
+        f"closed-set %, mean ± standard deviation over {seeds} seeds; speed-up against the teacher at "
         f"{record.get('frames', '?')} frames, timed side by side):",
         "",
         "| model | top-1 | speed-up | cost: the teacher's top-1 minus this one's (points) |",

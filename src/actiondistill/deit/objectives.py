@@ -19,7 +19,7 @@ plain `actionclip-transf` with the `actionclip` objective.
 The teacher is `teachers[teacher]` (default name "teacher", TeacherConfig's default), a frozen `Teacher` scored
 against the same class texts: its eval-mode logits (all templates averaged, fixed scale 100), i.e. its test-time
 probabilities. It sees the batch's "teacher_frames" when there are any: its own image encoder's cached embeddings of
-the frames the student sees (`features.TeacherFrameDataset`, for a student on another CLIP than the teacher's;
+the frames the student sees (`frame_cache.TeacherFrameDataset`, for a student on another CLIP than the teacher's;
 `features.check_encoder` checks by the cache key that they are the teacher's). Otherwise it sees the batch's
 "frames", so when the student trains on cached frame embeddings the teacher must accept them too (a frame-fusing
 model, not X-CLIP) and must have the image encoder those embeddings came from; the first such batch checks that
