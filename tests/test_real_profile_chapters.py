@@ -18,6 +18,7 @@ import pytest
 import torch
 from test_spatial_sources import write_hmdb
 
+from actiondistill.chapter_records import record_name
 from actiondistill.io import read_json
 from actiondistill.models import create_backbone, save_weights
 
@@ -64,8 +65,10 @@ def test_real_profile_chapters_run_on_an_hmdb51_format_dataset(tmp_path, monkeyp
         assert done.returncode == 0, f"{chapter}:\n{done.stderr[-3000:]}"
 
     results = data / "results"
-    assert read_json(results / f"teacher_choice-{PROFILE}.json")["freeze_image_encoder"] is False
-    spatial = read_json(results / f"spatial-{PROFILE}.json")
+    key = record_name(PROFILE, None, "hmdb51")  # chapters run by hand: records keyed by the profile and the dataset
+    assert key == f"{PROFILE}-hmdb51" and not (results / f"teacher_choice-{PROFILE}.json").exists()
+    assert read_json(results / f"teacher_choice-{key}.json")["freeze_image_encoder"] is False
+    spatial = read_json(results / f"spatial-{key}.json")
     assert spatial["targets"]["vocabulary_files"] == VOCABULARIES
     assert spatial["targets"]["objectives"] == ["objects", "scenes"] and spatial["targets"]["size"] == 64
     # no validation split: the protocol's default setting, never one chosen on the test split
@@ -73,7 +76,7 @@ def test_real_profile_chapters_run_on_an_hmdb51_format_dataset(tmp_path, monkeyp
     assert "no validation split" in spatial["rule"]
     executed = (tmp_path / "04_spatial.ipynb").read_text()
     assert "has no ground truth" in executed and "HMDB51" in executed
-    combined = read_json(results / f"combined-{PROFILE}.json")
+    combined = read_json(results / f"combined-{key}.json")
     assert {"swap", "swap+spatial", "swap+deit", "swap+spatial+deit"} <= {r["combination"] for r in combined["runs"]}
     assert "not measured: HMDB51 has no held-out classes" in (tmp_path / "07_combined.ipynb").read_text()
 
@@ -82,6 +85,6 @@ def test_real_profile_chapters_run_on_an_hmdb51_format_dataset(tmp_path, monkeyp
     from actiondistill.spatial.sources import dataset_clips
 
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(data))
-    base = from_dict(read_json(results / f"teacher_choice-{PROFILE}.json")["config"])
+    base = from_dict(read_json(results / f"teacher_choice-{key}.json")["config"])
     targets = cx.spatial_targets_of(cx.spatial_setting(spatial, base), dataset_clips(base), progress=False)
     assert targets.names == ["objects", "scenes"] and len(targets.paths) == 4
