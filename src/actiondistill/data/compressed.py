@@ -154,16 +154,23 @@ def _extract_stream(file: Path, original: Path, reencoded: bool) -> CompressedCl
 # ----------------------------------------------------------------------------------------------- cache
 
 
+def file_identity(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(absolute path, size, modification time in ns): what tells a video file from one written again under the same
+    path, for every cache and run key made from videos."""
+    p = Path(path).resolve()
+    stat = p.stat()
+    return str(p), stat.st_size, stat.st_mtime_ns
+
+
 def cache_path(path: str | os.PathLike, cache_dir: str | os.PathLike, gop: int = GOP_SIZE) -> Path:
-    """Where a video's extraction is cached: its stem plus a hash of (absolute path, size, mtime, settings).
+    """Where a video's extraction is cached: its stem plus a hash of its `file_identity` and the settings.
 
     Changing the file (size or modification time) or the extraction settings gives a new name, so a stale
     cache is never read.
     """
-    p = Path(path).resolve()
-    stat = p.stat()
-    key = f"{p}|{stat.st_size}|{stat.st_mtime_ns}|gop={gop}|v{CACHE_VERSION}"
-    return Path(cache_dir) / f"{p.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    resolved, size, mtime = file_identity(path)
+    key = f"{resolved}|{size}|{mtime}|gop={gop}|v{CACHE_VERSION}"
+    return Path(cache_dir) / f"{Path(resolved).stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
 
 def save_clip(clip: CompressedClip, path: str | os.PathLike) -> Path:

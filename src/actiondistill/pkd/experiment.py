@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from actiondistill.config import DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
+from actiondistill.data.compressed import file_identity
 from actiondistill.data.compressed_dataset import CompressedVideoDataset
 from actiondistill.engine.distributed import DistEnv, resolve_device
 from actiondistill.engine.objectives import build_objective
@@ -300,13 +301,12 @@ def _digest(obj: Any) -> str:
 
 
 def _video_key(videos: VideoList) -> list[tuple[str, int, int, int]]:
-    """Each video by path, label and file identity (size, modification time), as the extraction cache keys it: a
-    world rendered again under the same paths (a new revision of its preset) must not reuse the old world's runs."""
+    """Each video by its `file_identity` (as the extraction cache keys it) and label: a world rendered again under
+    the same paths (a new revision of its preset) must not reuse the old world's runs."""
     key = []
     for p, label in videos:
-        path = Path(p).resolve()
-        stat = path.stat()
-        key.append((str(path), int(label), stat.st_size, stat.st_mtime_ns))
+        path, size, mtime = file_identity(p)
+        key.append((path, int(label), size, mtime))
     return key
 
 
