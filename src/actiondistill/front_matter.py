@@ -41,8 +41,8 @@ def headline(record: Mapping[str, Any] | None, profile: str) -> str:
         "| --- | --- | --- | --- |",
     ]
     for row in rows:
-        lines.append(f"| {row['model']} | {_top1(row)} | {row['speedup']:.2f}x | {row['drop']:+.1f} |".replace(
-            "| +0.0 |", "| 0 |"))
+        cost = f"{row['drop']:+.1f}" if round(row["drop"], 1) else "0"  # the teacher's own row
+        lines.append(f"| {row['model']} | {_top1(row)} | {row['speedup']:.2f}x | {cost} |")
     teacher, student = REPORTED[0], REPORTED[1]
     lines += ["", record.get("goal", {}).get("sentence", ""), "",
               f"Reported by the thesis this book reproduces (HMDB51, not comparable with the synthetic world): the "
