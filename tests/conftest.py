@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actiondistill.pkd import torch_threads
+from actiondistill.parallel import torch_threads
 
 
 @pytest.fixture(scope="module")

@@ -197,7 +197,7 @@ def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
     summary = bs.summarise(pd.concat([teacher, student], ignore_index=True))
     assert list(summary.index) == ["teacher", *bs.INITS] and summary.loc["teacher", "seeds"] == 2
     texts = class_texts_of(run_datasets(recipe, features["tinyclip"])["train"])
-    latency = bs.latency_table(choice["model"], MICRO, TINY, texts, frames=(2, 4), warmup=0, iters=1,
+    latency = bs.latency_table(choice["model"], MICRO, TINY, texts, frames=(2, 4), warmup=0, calls=1,
                                progress=False)
     assert list(latency["model"]) == ["teacher", "student"] * 2
     by_role = latency[latency["frames"] == 4].set_index("model")

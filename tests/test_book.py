@@ -191,3 +191,28 @@ def test_maths_is_rendered_to_mathml_with_the_books_configuration(tmp_path):
     page = (Path(report["html"]).parent / "book" / "intro.html").read_text()
     assert page.count("<math") == 2 and 'display="block"' in page
     assert "\\(" not in page and "$$" not in page and "\\mathcal" not in page
+
+
+def test_a_chapter_module_declares_the_parameters_its_notebook_cell_leaves_out(tmp_path, monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from actiondistill.chapters.kit import ChapterParams
+
+    @dataclass
+    class Params(ChapterParams):
+        lr: float = 1e-3
+
+    module = types.ModuleType("actiondistill.chapters.chch1")
+    module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
+    module.Params = Params
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    root = make_book(tmp_path, params={"defaults": {"videos": 9, "unused": 1}, "chapters": {"ch1": {"lr": 0.5}}})
+    chapter = chapters(root)[0]
+    assert chapter.name == "ch1"
+    assert chapter_parameters(chapter, load_profile(root, "p")) == {"videos": 9, "lr": 0.5, "record_key": "p"}
+    typo = make_book(tmp_path / "typo", params={"chapters": {"ch1": {"lrr": 0.5}}})
+    with pytest.raises(ValueError, match=r"sets \['lrr'\].*Params"):
+        chapter_parameters(chapters(typo)[0], load_profile(typo, "p"))

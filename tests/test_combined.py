@@ -1,6 +1,7 @@
 """Chapter 7: the teacher's view of the student's frames, the two-headed student with spatial heads and its combined
 loss, the combinations' configs, one small end-to-end run of every combination on cached features (reuse included),
-the final table with its latency run, the goal's verdict and the checks on the chapters' records."""
+the final table with its latency run and the checks on the chapters' records (the goal's verdict and the figures:
+tests/test_ch07_combined.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch
 from test_frame_cache import FRAMES, MICRO, SIZE, cache_root, features, manifest, micro, micro_recipe  # noqa: F401  (fixtures)
 
 from actiondistill import combined as cx
+from actiondistill.chapters import ch07_combined as ch
+from actiondistill.chapters.latency import classifier_latency
 from actiondistill.config import TeacherConfig, TrainConfig
 from actiondistill.deit import DeiTTwoHeadObjective
 from actiondistill.engine.objectives import build_objective
@@ -296,8 +299,8 @@ def test_combinations_end_to_end(manifest, micro, features, student_features, tr
     assert list(specs)[0] == f"actionclip-transf on {MICRO}" and len(specs) == 4
     assert models["arch_name"].iloc[1] == models["arch_name"].iloc[0]  # teacher and swap: one architecture here
     assert "init_from" not in json.dumps(specs)
-    latency = cx.latency_table(specs, class_texts_of(run_datasets(base, student_features)["train"]),
-                               frames=(T,), batches=(1, 2), warmup=1, iters=1, progress=False)
+    latency = classifier_latency(specs, class_texts_of(run_datasets(base, student_features)["train"]),
+                                 frames=(T,), batches=(1, 2), warmup=1, calls=1, progress=False)
     assert set(latency["model"]) == set(specs) and set(latency["batch"]) == {1, 2}
     table = cx.final_table(models, latency, frames=T, throughput_batch=2)
     assert table.index[0] == "teacher" and table["speedup"].iloc[0] == 1.0 and table["drop"].iloc[0] == 0.0
@@ -305,7 +308,7 @@ def test_combinations_end_to_end(manifest, micro, features, student_features, tr
     assert table.loc["swap + spatial", "params_total_m"] > table.loc["swap, TinyCLIP = swap", "params_total_m"]
     with pytest.raises(ValueError, match="no rows at 4 frames"):
         cx.final_table(models, latency, frames=4)
-    outcome = cx.goal(table)
+    outcome = ch.goal(table)
     assert outcome["sentence"].startswith(("The goal", "No student")) and isinstance(outcome["reached"], list)
     path = cx.write_results(cx.results_path("unit", tmp_path / "results"), runs, table, outcome)
     assert json.loads(path.read_text())["table"][0]["model"] == "teacher"
@@ -316,28 +319,7 @@ def test_combinations_end_to_end(manifest, micro, features, student_features, tr
                    tmp_path / "results")
 
 
-# ---------------------------------------------------------------------------------- verdicts and records
-def table_of(rows):
-    table = pd.DataFrame(rows, columns=["model", "speedup", "drop", "top1_mean"]).set_index("model")
-    return table
-
-
-def test_goal_says_which_student_reaches_it():
-    teacher = ("teacher", 1.0, 0.0, 50.0)
-    reached = cx.goal(table_of([teacher, ("a", 3.0, 0.5, 49.5), ("b", 2.6, -0.2, 50.2), ("c", 4.0, 5.0, 45.0)]))
-    assert reached["reached"] == ["a", "b"] and "reached by **a**" in reached["sentence"]
-    assert "1 other" in reached["sentence"] and "0.5 points below" in reached["sentence"]
-    missed = cx.goal(table_of([teacher, ("fast", 3.0, 4.0, 46.0), ("close", 1.5, -0.5, 50.5)]))
-    assert missed["reached"] == [] and missed["sentence"].startswith("No student reaches the goal")
-    assert "**fast** (3.00x), is 4.0 points below" in missed["sentence"]
-    assert "**close**, runs at 1.50x" in missed["sentence"]
-    slow = cx.goal(table_of([teacher, ("s", 1.2, 3.0, 47.0)]))
-    assert "no student runs 2.5x" in slow["sentence"] and "no student is within 1 point of" in slow["sentence"]
-    strict = cx.goal(table_of([teacher, ("a", 3.0, 0.5, 49.5)]), min_speedup=4.0, max_drop=0.1)
-    assert strict["reached"] == []
-    assert strict["rule"] == "at least 4x the teacher's speed within 0.1 points of its top-1"
-
-
+# ---------------------------------------------------------------------------------- settings and records
 def test_deit_setting_findings_and_reported():
     runs = [{"variant": v, "seed": s, "top1": x, "weights": f"{v}{s}.pt"}
             for v, xs in {"single": [20, 21, 22], "gt": [15, 16, 17], "hard": [18, 19, 20]}.items()
@@ -442,5 +424,3 @@ def test_flattening_tells_a_curve_still_rising_from_a_flat_one():
     assert once.empty and cx.flattening_text(once).startswith("no curve can be judged")
     with pytest.raises(ValueError, match="tail=1"):
         cx.flattening(curves, tail=1)
-    ax = cx.plot_learning_curves(curves, steps_per_epoch=11)
-    assert len(ax.get_legend().get_texts()) == 3 and "11 optimizer steps" in ax.get_xlabel()

@@ -195,7 +195,7 @@ def test_features_and_teacher_must_share_the_students_encoder(features, manifest
 
 
 def test_latency_table_side_by_side(micro):  # noqa: F811  (registers the micro architecture)
-    table = dx.latency_table([MICRO], frames=(2,), fusion_layers=1, warmup=0, iters=1, progress=False)
+    table = dx.latency_table([MICRO], frames=(2,), fusion_layers=1, warmup=0, calls=1, progress=False)
     assert len(table) == 4 and set(table["part"]) == {"whole clip", "temporal part"}
     assert set(table["model"]) == {"single head", "two heads"} and (table["backbone"] == MICRO).all()
     assert (table["p50_ms"] > 0).all() and (table["gflops"] > 0).all()

@@ -1,7 +1,8 @@
 """The package's layers, enforced: nothing lower imports anything higher (not even by a module-name string).
 
 foundation (io, paths, config, parallel, stats) -> data -> models -> losses -> engine (engine/, train, evaluate,
-frame_cache) -> everything else (the chapters' experiments, the profiler, real time, the CLI, the book runner). The
+frame_cache) -> everything else (the chapters' experiment code, the profiler, real time, the CLI) -> the chapter
+modules (chapters/chNN_*, imported by the book runner alone, each reading earlier chapters only from records). The
 higher modules are free to import downwards; the point is that the engine and what it stands on never depend on a
 chapter, so a chapter can change without touching them.
 """
@@ -68,3 +69,42 @@ def test_the_check_sees_imports_of_every_kind(tmp_path):
                       "from actiondistill import profiler\nNAMES = ('actiondistill.pkd',)\nfrom . import local\n")
     assert {top for top, _ in imported(source)} == {"spatial", "deit", "profiler", "pkd"}
     assert layer("data") < layer("models") < layer("losses") < layer("engine") < layer("spatial")
+
+
+CHAPTER = re.compile(r"^actiondistill\.chapters\.(ch\d\d_\w+)")
+
+
+def chapter_modules_imported(path: Path) -> set[tuple[str, int]]:
+    """(chapter module, line) of every `actiondistill.chapters.chNN_*` module `path` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = ([f"{node.module}.{a.name}" for a in node.names] if node.module == "actiondistill.chapters"
+                     else [node.module])
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            match = CHAPTER.match(name)
+            if match:
+                found.add((match.group(1), node.lineno))
+    return found
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_chapters_sit_on_top_and_read_each_other_only_through_records(path):
+    """Only the book runner may import a chapter module (chNN_*); a chapter imports no other chapter: what it needs
+    from an earlier one it reads from that chapter's record."""
+    relative = path.relative_to(PACKAGE)
+    imported_chapters = chapter_modules_imported(path)
+    if relative.parts[0] == "chapters":
+        own = relative.stem
+        others = sorted(f"{name} (line {line})" for name, line in imported_chapters if name != own)
+        assert not others, f"{relative} imports other chapters: {others}"
+    else:
+        assert relative.stem == "book" or not imported_chapters, f"{relative} imports chapters: {imported_chapters}"
+
+
+def test_every_notebook_has_its_chapter_module():
+    notebooks = sorted(p.stem for p in (PACKAGE.parents[1] / "book").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks and all((PACKAGE / "chapters" / f"ch{name}.py").is_file() for name in notebooks)

@@ -1,4 +1,4 @@
-"""The real-data profiles' code paths, end to end: chapters 2, 3, 4, 5 and 7 on an HMDB51-format dataset.
+"""The real-data profiles' code paths, end to end: chapters 2 to 7 on an HMDB51-format dataset.
 
 A two-class HMDB51 in HMDB51's own layout, random CLIP weights saved as files and vocabulary text files stand in
 for the real thing (which needs a GPU and downloads). Each chapter runs under papermill as `--profile hmdb51`
@@ -32,17 +32,19 @@ def chapter_parameters(base: str, tiny: str) -> dict[str, dict]:
     return {
         "02_teacher": {"backbone": "embedded-base", "pretrained": base, "freeze_image_encoder": False, "num_frames": 2,
                        "epochs": 1, "batch_size": 2, "size": 64, "latency_frames": [2], "rule_frames": 2,
-                       "latency_iters": 1, "fusion_layers": 1},
+                       "latency_calls": 1, "fusion_layers": 1},
         "03_backbone": {"student_backbone": "embedded-tiny", "student_pretrained": tiny, "latency_frames": [2],
-                        "latency_iters": 1, "size": 64},
+                        "latency_calls": 1, "size": 64},
         "04_spatial": {"teacher_pretrained": base, "student_pretrained": tiny, "vocabulary_files": VOCABULARIES,
                        "num_frames": 2, "lambdas": [0.0, 1.0], "target_frames": [1], "default_target_frames": 1,
                        "single_objectives": ["scenes"], "epochs": 1, "batch_size": 2, "feature_dtype": "fp32",
                        "size": 64},
         "05_deit": {"pretrained": base, "freeze_image_encoder": False, "variants": ["single", "gt", "hard"],
                     "fusion_layers": 1, "latency_backbones": ["embedded-base"], "latency_frames": [2],
-                    "latency_iters": 1, "size": 64},
-        "07_combined": {"latency_frames": 2, "throughput_batch": 1, "latency_iters": 1},
+                    "latency_calls": 1, "size": 64},
+        "06_compressed": {"input_size": 16, "segments": 1, "cache_features": False, "stage0_epochs": 1, "ic_epochs": 3,
+                          "batch_size": 2, "variants": ["ce", "pkd"], "example_class": "ride_bike"},
+        "07_combined": {"latency_frames": 2, "throughput_batch": 1, "latency_calls": 1},
     }
 
 
@@ -79,6 +81,10 @@ def test_real_profile_chapters_run_on_an_hmdb51_format_dataset(tmp_path, monkeyp
     combined = read_json(results / f"combined-{key}.json")
     assert {"swap", "swap+spatial", "swap+deit", "swap+spatial+deit"} <= {r["combination"] for r in combined["runs"]}
     assert "not measured: HMDB51 has no held-out classes" in (tmp_path / "07_combined.ipynb").read_text()
+    # chapter 6 streams the official split's clips (no validation split: WISE is fitted on training logits only)
+    compressed = (tmp_path / "06_compressed.ipynb").read_text()
+    assert "Without a validation split" in compressed
+    assert "hmdb51**: 2 classes; train 2 clips, test 2 clips" in compressed
 
     from actiondistill import combined as cx
     from actiondistill.config import from_dict

@@ -14,6 +14,7 @@ from test_frame_cache import MICRO, SIZE, cache_root, features, manifest, micro,
 from actiondistill import teacher_choice as tc
 from actiondistill.engine.checkpoint import CHECKPOINT_NAME
 from actiondistill.engine.runs import reversal_errors, summarise
+from actiondistill.stats import pareto_front
 
 
 @pytest.fixture
@@ -27,10 +28,10 @@ def table():
 
 
 def test_pareto_front(table):
-    front = tc.pareto_front(table)
+    front = pareto_front(table)
     assert front.to_dict() == {"fast": True, "a": True, "b": True, "slow": True, "dominated": False}
     same = pd.DataFrame({"latency_ms": [1.0, 1.0], "top1_mean": [5.0, 5.0]}, index=["x", "y"])
-    assert tc.pareto_front(same).all()  # equal points do not dominate each other
+    assert pareto_front(same).all()  # equal points do not dominate each other
 
 
 def test_selection_rule(table):

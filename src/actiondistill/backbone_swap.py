@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
+from actiondistill.chapters.latency import CALLS, classifier_latency, model_spec
 from actiondistill.config import TrainConfig, from_dict, to_dict
 from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.engine.runs import train_and_evaluate
@@ -324,31 +325,14 @@ def winner_sentence(best: Mapping[str, Any]) -> str:
 
 def latency_table(model: Mapping[str, Any], teacher_backbone: str, student_backbone: str,
                   class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32), device: str = "cpu",
-                  warmup: int = 2, iters: int = 8, rounds: int = 1, progress: bool = True) -> pd.DataFrame:
-    """The teacher and the student side by side in one profiler run (`profiler.sweep`; the teacher is the speed-up
-    reference): batch 1, `predict_proba` against cached class-text embeddings, as `teacher_choice.latency_table`
-    times chapter 2's candidates. Random weights (latency does not depend on them), so one student row serves every
-    initialisation; `params_backbone_m` counts the image encoder."""
-    import torch
-
-    from actiondistill.models import create_model
-    from actiondistill.models.backbones import backbone_config
-    from actiondistill.profiler import sweep
-
-    texts = list(class_texts)
-    kwargs = dict(model.get("kwargs") or {})
-    backbones = {"teacher": teacher_backbone, "student": student_backbone}
-
-    def factory(backbone: str):
-        return lambda t: create_model(model["name"], backbone=backbone, num_frames=t, templates=("{}",), **kwargs)
-
-    def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
-        return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts
-
-    sides = {role: backbone_config(name)["vision_cfg"]["image_size"] for role, name in backbones.items()}
-    return sweep({role: factory(name) for role, name in backbones.items()}, frames=frames, batches=(1,),
-                 image_size=sides, device=device, warmup=warmup, iters=iters, rounds=rounds, method="predict_proba",
-                 make_inputs=inputs, backbone="backbone.visual", progress=progress)
+                  warmup: int = 1, calls: int = CALLS, threads: int | None = 1,
+                  progress: bool = True) -> pd.DataFrame:
+    """The teacher and the student side by side in the book's one latency table (`chapters.latency`; the teacher
+    is the speed-up reference), batch 1. Random weights, so one student row serves every initialisation."""
+    specs = {role: model_spec(model["name"], backbone, model.get("kwargs"))
+             for role, backbone in (("teacher", teacher_backbone), ("student", student_backbone))}
+    return classifier_latency(specs, class_texts, frames=frames, batches=(1,), device=device, warmup=warmup,
+                              calls=calls, threads=threads, progress=progress)
 
 
 def image_encoder_facts(backbone: str) -> dict[str, float]:

@@ -51,6 +51,20 @@ def fold_injected_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
     return notebook
 
 
+class _DeclaredParameters(logging.Filter):
+    """Silences papermill's "Passed unknown parameter" for parameters the chapter's module declares: its notebook's
+    parameters cell lists only `profile`, and its `Params` the rest (`declared_parameters`)."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        prefix = "Passed unknown parameter: "
+        return not (message.startswith(prefix) and message.removeprefix(prefix) in self.names)
+
+
 class ChapterFailed(RuntimeError):
     """A chapter raised while executing: names the chapter and carries its traceback."""
 
@@ -104,23 +118,36 @@ def load_profile(root: Path, profile: str) -> dict[str, Any]:
             "name": profile}
 
 
-def chapter_parameters(chapter: Chapter, profile: dict[str, Any]) -> dict[str, Any]:
-    """Parameters for one chapter: profile defaults it declares, then its own overrides.
+def declared_parameters(chapter: Chapter) -> set[str]:
+    """The parameters a chapter takes: its notebook's parameters cell, and the fields of its module's `Params`
+    (`actiondistill.chapters.ch<NN>_<name>`, when it has one), which papermill injects by name."""
+    import importlib
+    import importlib.util
 
-    Defaults a chapter does not declare are dropped silently (they are meant for other chapters);
-    a chapter-specific key the notebook does not declare is a typo and raises. A chapter that declares
-    `record_key` gets the profile's name: its records are the book's (`chapter_records.record_name`).
-    """
     import papermill
 
     declared = set(papermill.inspect_notebook(str(chapter.source)))
+    module = f"actiondistill.chapters.ch{chapter.name}"
+    if importlib.util.find_spec(module) is not None:
+        declared |= set(importlib.import_module(module).Params.fields())
+    return declared
+
+
+def chapter_parameters(chapter: Chapter, profile: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for one chapter: profile defaults it declares, then its own overrides.
+
+    Defaults a chapter does not declare (`declared_parameters`) are dropped silently (they are meant for other
+    chapters); a chapter-specific key it does not declare is a typo and raises. A chapter that declares
+    `record_key` gets the profile's name: its records are the book's (`chapter_records.record_name`).
+    """
+    declared = declared_parameters(chapter)
     params = {k: v for k, v in profile["defaults"].items() if k in declared}
     own = profile["chapters"].get(chapter.name) or {}
     undeclared = sorted(set(own) - declared)
     if undeclared:
         raise ValueError(
             f"{profile['path']}: chapters.{chapter.name} sets {undeclared}, which {chapter.source.name}'s "
-            f"parameters cell does not declare (declared: {sorted(declared)})"
+            f"parameters cell and its chapter module's Params do not declare (declared: {sorted(declared)})"
         )
     params.update(own)
     if "record_key" in declared:
@@ -179,6 +206,9 @@ class BookRunner:
         self.record_path(chapter).unlink(missing_ok=True)
         partial = output.with_name(f".{output.name}.partial.ipynb")
         start = time.perf_counter()
+        declared = _DeclaredParameters(declared_parameters(chapter))
+        papermill_log = logging.getLogger("papermill")
+        papermill_log.addFilter(declared)
         try:
             papermill.execute_notebook(
                 str(chapter.source), str(partial), parameters=params, cwd=str(chapter.source.parent),
@@ -190,6 +220,8 @@ class BookRunner:
                 f"chapter {chapter.name} ({chapter.source}) failed in cell {err.exec_count}: {err.ename}: "
                 f"{err.evalue}\n" + "\n".join(err.traceback)
             ) from None
+        finally:
+            papermill_log.removeFilter(declared)
         partial.replace(output)
         seconds = time.perf_counter() - start
         atomic_write_json(self.record_path(chapter), {

@@ -15,14 +15,16 @@ initialisation chapter 3 found best), trained with chapter 2's recipe and the pr
 Each run is `engine.runs.train_and_evaluate`, which writes an evaluation record; every model of the book is then
 identified by its per-seed weight files, and `collect` reads any chapter's models back from those records, with
 the architecture each was trained as, for the final table (`final_table`): accuracy over seeds beside parameters,
-GFLOPs and latency measured for all architectures in one profiler run (`latency_table`).
+GFLOPs and latency measured for all architectures in one profiler run (the book's one latency table,
+`chapters.latency.classifier_latency`). Chapter 7's goal, its tables and figures are the chapter's
+(`chapters.ch07_combined`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,6 @@ REPORTED = [
     {"model": "thesis student: TinyCLIP + spatial + two-headed DeiT", "benchmark": "HMDB51", "top1": 66.5,
      "speedup": 1.73, "backbone_ratio": 0.5},
 ]
-#: The goal stated for this book: at least this speed-up over the teacher, within this many points of its top-1.
-GOAL_SPEEDUP = 2.5
-GOAL_POINTS = 1.0
 
 
 def reported_table() -> pd.DataFrame:
@@ -404,21 +403,6 @@ def flattening_text(verdicts: pd.DataFrame) -> str:
     return "; ".join(verdicts["sentence"]) + "."
 
 
-def plot_learning_curves(curves: pd.DataFrame, steps_per_epoch: int | None = None, ax: Any = None) -> Any:
-    """Validation top-1 against epoch per combination (mean over seeds, band: sd); a reader sees at a glance
-    whether the curves have flattened before training stops. Returns the axes."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    sns.lineplot(data=curves, x="epoch", y="top1", hue="label", errorbar="sd", marker="o", ax=ax)
-    label = "epoch" if steps_per_epoch is None else f"epoch ({steps_per_epoch} optimizer steps each)"
-    ax.set(xlabel=label, ylabel="validation top-1 (%)", title="Validation top-1 during training")
-    ax.legend(title=None, fontsize="small")
-    return ax
-
-
 # --------------------------------------------------------------------------------------- every model of the book
 def book_entries(records: Mapping[str, Any], combinations: pd.DataFrame) -> list[tuple[str, str, dict[int, str]]]:
     """Every model of the book as (chapter, name, {seed: weights}) for `collect`, in the order of the chapters: the
@@ -503,40 +487,10 @@ def architectures(models: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return specs
 
 
-def latency_table(specs: Mapping[str, Mapping[str, Any]], class_texts: Sequence[str], frames: Sequence[int] = (16,),
-                  batches: Sequence[int] = (1,), device: str = "cpu", warmup: int = 1, iters: int = 5,
-                  rounds: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Every architecture side by side in one profiler run (`profiler.sweep`; the first one, the teacher's, is the
-    speed-up reference): `predict_proba` of pixel clips against the cached embeddings of `class_texts`, as chapters
-    2 and 3 time their models. Random weights (latency does not depend on their values); `params_backbone_m` counts
-    the image encoder; GFLOPs count a multiply-add as 2."""
-    import torch
-
-    from actiondistill.models import create_model
-    from actiondistill.models.backbones import backbone_config
-    from actiondistill.profiler import sweep
-
-    if not specs:
-        raise ValueError("specs: expected at least one architecture")
-    texts = list(class_texts)
-
-    def factory(spec: Mapping[str, Any]) -> Callable[[int], Any]:
-        return lambda t: create_model(spec["name"], backbone=spec["backbone"], num_frames=t, templates=("{}",),
-                                      **spec["kwargs"])
-
-    def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
-        return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts
-
-    sides = {name: backbone_config(spec["backbone"])["vision_cfg"]["image_size"] for name, spec in specs.items()}
-    return sweep({name: factory(spec) for name, spec in specs.items()}, frames=frames, batches=batches,
-                 image_size=sides, device=device, warmup=warmup, iters=iters, rounds=rounds, method="predict_proba",
-                 make_inputs=inputs, backbone="backbone.visual", progress=progress)
-
-
 def final_table(models: pd.DataFrame, latency: pd.DataFrame, frames: int, throughput_batch: int = 1) -> pd.DataFrame:
     """One row per model of the book (`collect` with `architectures` applied; the first model is the teacher):
     seeds, top-1 and zero-shot top-1 (mean, std), image-encoder and total parameters (M), GFLOPs (2 x MAC), latency
-    (`latency_ms`, the fastest round's median) at batch 1 and throughput (clips/s at `throughput_batch`) at `frames`
+    (`latency_ms`, as `profiler.sweep` defines it) at batch 1 and throughput (clips/s at `throughput_batch`) at `frames`
     frames, the speed-up over the teacher, the drop in points from the teacher's top-1, and the architecture.
 
     The speed-up comes from the sweep's per-round ratios (`speedup_vs_first`), taken against the teacher's
@@ -559,48 +513,6 @@ def final_table(models: pd.DataFrame, latency: pd.DataFrame, frames: int, throug
     table["speedup"] = table["arch"].map(speedup).to_numpy() / speedup[teacher["arch"]]
     table["drop"] = teacher["top1_mean"] - table["top1_mean"]
     return table
-
-
-def goal(table: pd.DataFrame, min_speedup: float = GOAL_SPEEDUP, max_drop: float = GOAL_POINTS) -> dict[str, Any]:
-    """Which students (every row of `final_table` but the first, the teacher) run at least `min_speedup` times the
-    teacher's speed within `max_drop` points of its mean top-1, and a sentence saying so, chosen from the numbers:
-    the fastest that reaches it, or else the most accurate student fast enough and the fastest accurate enough."""
-    students = table.iloc[1:]
-    fast = students[students["speedup"] >= min_speedup]
-    close = students[students["drop"] <= max_drop]
-    reached = fast[fast["drop"] <= max_drop].sort_values("speedup", ascending=False)
-    points = f"{max_drop:g} point{'' if max_drop == 1 else 's'}"
-    rule = f"at least {min_speedup:g}x the teacher's speed within {points} of its top-1"
-    if not reached.empty:
-        others = f" ({len(reached) - 1} other student(s) too)" if len(reached) > 1 else ""
-        sentence = (f"The goal, a student {rule}, is reached by **{reached.index[0]}**{others}: "
-                    f"{reached['speedup'].iloc[0]:.2f}x the teacher's speed, {_change(reached['drop'].iloc[0])} "
-                    "top-1.")
-    else:
-        parts = []
-        if not fast.empty:
-            best = fast.sort_values("top1_mean", ascending=False)
-            parts.append(f"the most accurate student at least {min_speedup:g}x as fast, **{best.index[0]}** "
-                         f"({best['speedup'].iloc[0]:.2f}x), is {_change(best['drop'].iloc[0])}")
-        else:
-            parts.append(f"no student runs {min_speedup:g}x as fast as the teacher (the fastest, "
-                         f"**{students['speedup'].idxmax()}**, reaches {students['speedup'].max():.2f}x)")
-        if not close.empty:
-            best = close.sort_values("speedup", ascending=False)
-            parts.append(f"the fastest student within {points}, **{best.index[0]}**, runs at "
-                         f"{best['speedup'].iloc[0]:.2f}x")
-        else:
-            parts.append(f"no student is within {points} of the teacher")
-        sentence = f"No student reaches the goal ({rule}): " + "; ".join(parts) + "."
-    return {"rule": rule, "reached": [str(n) for n in reached.index], "sentence": sentence,
-            "min_speedup": min_speedup, "max_drop": max_drop}
-
-
-def _change(drop: float) -> str:
-    """'1.2 points below the teacher's' / 'above'; never -0.0."""
-    if abs(drop) < 0.05:
-        return "level with the teacher's"
-    return f"{abs(drop):.1f} points {'below' if drop > 0 else 'above'} the teacher's"
 
 
 def _nan(value: Any) -> float:

@@ -8,8 +8,9 @@ cost of importing the worker's module once per worker.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -43,3 +44,24 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, bar: t
             if bar is not None:
                 bar.update()
     return results
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` intra-op threads (None: unchanged), restoring the setting afterwards.
+
+    Tiny tensors gain nothing from a second thread, and on a machine whose cores are shared the OpenMP hand-offs
+    cost more than the work: fitting WISE's weights took 25x longer with 2 threads than with 1 while other jobs ran,
+    and a 2-thread latency beside `make test` measured the load more than the model.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads={threads}: expected >= 1 or None")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

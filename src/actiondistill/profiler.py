@@ -38,15 +38,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from actiondistill.engine.records import count_parameters, environment
+from actiondistill.parallel import torch_threads
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("model", "end_to_end")
-#: A row whose per-round medians differ by more than this fraction of the fastest ((max - min) / min) is flagged
-#: `under_load`: on an otherwise idle machine repeated medians agree within a few percent, so a wider spread means
-#: other processes took the processor during some rounds.
+#: A row whose middle half of per-round medians spans more than this fraction of its lower quartile
+#: ((q75 - q25) / q25) is flagged `under_load`: on an otherwise idle machine repeated timings agree within a few
+#: percent, so a wider spread means other processes took the processor during many rounds. Quartiles, not the
+#: extremes, so that one hiccup among twenty single-call rounds does not flag a quiet table.
 LOAD_SPREAD = 0.2
 
 #: What every column of `sweep`'s table means (also stored in DataFrame.attrs["columns"]).
@@ -60,15 +62,16 @@ SWEEP_COLUMNS = {
     "device": "torch device the model ran on",
     "dtype": "fp32, or fp16/bf16 autocast (mixed precision, weights kept in fp32)",
     "mode": "model: the model call on ready input tensors; end_to_end: decode + transform + model",
-    "latency_ms": "the headline latency of one call (ms): the lowest of the per-round medians (round_medians_ms), "
-                  "since load from other processes only ever adds time",
+    "latency_ms": "the headline latency of one call (ms): the first model's fastest round (the lowest of its "
+                  "round_medians_ms: load only adds time) divided by this row's speedup_vs_first, so that every row "
+                  "rests on the same rounds",
     "p50_ms": "median latency of one call over every round's calls pooled (ms)",
     "p90_ms": "90th percentile latency (ms)",
     "p99_ms": "99th percentile latency (ms)",
     "mean_ms": "mean latency (ms)",
     "min_ms": "fastest call (ms): the one least disturbed by other processes on a shared machine",
     "round_medians_ms": "median latency of each round's calls (ms), one per round",
-    "round_spread": "(max - min) / min of round_medians_ms: how much the rounds disagree (NaN with one round)",
+    "round_spread": "(q75 - q25) / q25 of round_medians_ms: how much the rounds disagree (NaN with one round)",
     "under_load": f"round_spread above LOAD_SPREAD ({LOAD_SPREAD:.0%}): other processes disturbed some rounds (False "
                   "with one round, which cannot tell: see DataFrame.attrs['rounds'])",
     "throughput_clips_s": "clips per second = batch * 1000 / mean_ms",
@@ -377,19 +380,23 @@ def _pooled(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _round_figures(medians: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
     """A row's load-robust figures from its per-round medians and the reference model's of the same rounds.
 
-    Load from other processes only ever adds time, so the fastest round is the closest to the model's own cost.
     A ratio is taken within a round, where both models ran back to back under the same conditions, and the median
-    over rounds discards a round in which load struck only one of the two.
+    over rounds discards the rounds in which load struck one of the two. The latency is the reference's fastest
+    round (load only ever adds time) divided by that ratio: every row then rests on the same rounds and on one
+    shared extreme, whereas each row's own fastest round is an extreme of its own, which load moves by tens of
+    percent from one model to the next (benchmarks/results/latency_under_load.json). For the reference row it is
+    its fastest round.
     """
     own, ref = np.asarray(medians, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    fastest = float(own.min())
-    spread = float((own.max() - fastest) / fastest) if len(own) > 1 else math.nan
+    speedup = float(np.median(ref / own))
+    low, high = np.quantile(own, [0.25, 0.75])
+    spread = float((high - low) / low) if len(own) > 1 else math.nan
     return {
-        "latency_ms": fastest,
+        "latency_ms": float(ref.min()) / speedup,
         "round_medians_ms": own.tolist(),
         "round_spread": spread,
         "under_load": spread > LOAD_SPREAD,  # False for NaN: one round cannot tell
-        "speedup_vs_first": float(np.median(ref / own)),
+        "speedup_vs_first": speedup,
     }
 
 
@@ -437,6 +444,7 @@ def sweep(
     count_flops: bool = True,
     rounds: int = 1,
     runtimes: Mapping[str, str] | None = None,
+    threads: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -447,10 +455,11 @@ def sweep(
     ratios compare measurements taken under the same machine conditions. With rounds > 1 the models take turns
     `rounds` times (`iters` calls each per turn, warm-up and FLOP count in the first turn only). Load from other
     processes that comes and goes then lands on some rounds, not on whichever model happened to run at the time,
-    and each row's figures discount it: `latency_ms` is the lowest per-round median (load only adds time),
-    `speedup_vs_first` the median over rounds of the reference's round median over this row's. Rows whose round
-    medians spread more than LOAD_SPREAD are flagged `under_load`. The pooled statistics (p50_ms, p90_ms, ...)
-    still cover every round's calls.
+    and each row's figures discount it: `speedup_vs_first` is the median over rounds of the reference's round
+    median over this row's, and `latency_ms` the reference's fastest round median (load only adds time) over that
+    speed-up. Rows whose round medians spread more than LOAD_SPREAD are flagged `under_load`. With `iters=1` the
+    models take turns call by call, which is what the chapters do (`chapters.latency`). The pooled statistics
+    (p50_ms, p90_ms, ...) still cover every round's calls.
 
     Args:
         models: name -> model or factory(frames) -> model; the first entry is the speed-up reference.
@@ -469,6 +478,10 @@ def sweep(
             round cannot tell load from the model's own cost: use 3 or more on a shared machine.
         runtimes: name -> the `runtime` column of its rows ("eager", "compile", "onnx"; default "eager" for every
             model). FLOPs are counted on eager rows only.
+        threads: torch intra-op threads during the sweep (restored afterwards; None keeps the process's setting).
+            On a machine shared with other work 1 thread gives the figure that survives: a second thread waits at
+            every operator for whichever thread the other processes delayed, so multi-thread latencies measure the
+            load as much as the model (benchmarks/bench_latency_under_load.py).
         progress: progress bar over the sweep.
 
     Returns:
@@ -487,55 +500,56 @@ def sweep(
     dev = resolve_device(device)
     names = list(models)
     runtime = _runtimes(names, runtimes)
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(frames) * len(batches) * len(names) * rounds, desc="profile sweep", disable=not progress)
-    for t in frames:
-        built = {name: m if isinstance(m, nn.Module) else m(t) for name, m in models.items()}
-        calls: dict[str, dict[str, Any]] = {}  # the timed calls hold the models: released with `built`
-        for b in batches:
-            calls = {}
-            sizes: dict[str, tuple[int, int]] = {}
-            for name in names:
-                model = built[name]
-                hw = sizes[name] = _image_hw(name, model, image_size)
-                if end_to_end is not None:
-                    timed: dict[str, Any] = {"mode": "end_to_end", "end_to_end_fn": end_to_end(model, b, t, hw)}
-                else:
-                    if make_inputs is None:
-                        gen = torch.Generator().manual_seed(seed)
-                        example = torch.randn(b, t, 3, *hw, generator=gen)
-                    else:
-                        example = make_inputs(b, t, hw)
-                    timed = {"inputs": (lambda _b, x=example: x), "method": method}
-                has_backbone = backbone is not None and _has_submodule(model, backbone)
-                calls[name] = {"model": model, "device": dev, "dtype": dtype, "iters": iters, "batch": b,
-                               "param_groups": {"backbone": backbone} if has_backbone else None, "seed": seed,
-                               "progress": False, **timed}
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-            for turn in range(rounds):
+    with torch_threads(threads):
+        rows: list[dict[str, Any]] = []
+        bar = tqdm(total=len(frames) * len(batches) * len(names) * rounds, desc="profile sweep", disable=not progress)
+        for t in frames:
+            built = {name: m if isinstance(m, nn.Module) else m(t) for name, m in models.items()}
+            calls: dict[str, dict[str, Any]] = {}  # the timed calls hold the models: released with `built`
+            for b in batches:
+                calls = {}
+                sizes: dict[str, tuple[int, int]] = {}
                 for name in names:
-                    bar.set_postfix(model=name, frames=t, batch=b)
-                    runs[name].append(profile_model(**calls[name], warmup=warmup if turn == 0 else 0,
-                                                    count_flops=count_flops and turn == 0
-                                                    and runtime[name] == "eager"))
-                    bar.update(1)
-            reference = [run["p50_ms"] for run in runs[names[0]]]
-            for name in names:
-                res = _pooled(runs[name])
-                hw = sizes[name]
-                row = {"model": name, "runtime": runtime[name], "frames": t, "batch": b,
-                       "image_size": f"{hw[0]}x{hw[1]}"}
-                row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
-                row.update(_round_figures([run["p50_ms"] for run in runs[name]], reference))
-                row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
-                row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
-                rows.append(row)
-        del built, calls
-    bar.close()
-    table = pd.DataFrame(rows)[list(SWEEP_COLUMNS)]
-    table.attrs.update(columns=dict(SWEEP_COLUMNS), environment=environment(), rounds=rounds, load_spread=LOAD_SPREAD,
-                       under_load=bool(table["under_load"].any()))
-    return table
+                    model = built[name]
+                    hw = sizes[name] = _image_hw(name, model, image_size)
+                    if end_to_end is not None:
+                        timed: dict[str, Any] = {"mode": "end_to_end", "end_to_end_fn": end_to_end(model, b, t, hw)}
+                    else:
+                        if make_inputs is None:
+                            gen = torch.Generator().manual_seed(seed)
+                            example = torch.randn(b, t, 3, *hw, generator=gen)
+                        else:
+                            example = make_inputs(b, t, hw)
+                        timed = {"inputs": (lambda _b, x=example: x), "method": method}
+                    has_backbone = backbone is not None and _has_submodule(model, backbone)
+                    calls[name] = {"model": model, "device": dev, "dtype": dtype, "iters": iters, "batch": b,
+                                   "param_groups": {"backbone": backbone} if has_backbone else None, "seed": seed,
+                                   "progress": False, **timed}
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                for turn in range(rounds):
+                    for name in names:
+                        bar.set_postfix(model=name, frames=t, batch=b)
+                        runs[name].append(profile_model(**calls[name], warmup=warmup if turn == 0 else 0,
+                                                        count_flops=count_flops and turn == 0
+                                                        and runtime[name] == "eager"))
+                        bar.update(1)
+                reference = [run["p50_ms"] for run in runs[names[0]]]
+                for name in names:
+                    res = _pooled(runs[name])
+                    hw = sizes[name]
+                    row = {"model": name, "runtime": runtime[name], "frames": t, "batch": b,
+                           "image_size": f"{hw[0]}x{hw[1]}"}
+                    row.update({k: res[k] for k in SWEEP_COLUMNS if k in res})
+                    row.update(_round_figures([run["p50_ms"] for run in runs[name]], reference))
+                    row["gflops"] = math.nan if res["gflops"] is None else res["gflops"]
+                    row["params_backbone_m"] = res.get("params_backbone_m", math.nan)
+                    rows.append(row)
+            del built, calls
+        bar.close()
+        table = pd.DataFrame(rows)[list(SWEEP_COLUMNS)]
+        table.attrs.update(columns=dict(SWEEP_COLUMNS), environment=environment(), rounds=rounds,
+                           load_spread=LOAD_SPREAD, under_load=bool(table["under_load"].any()))
+        return table
 
 
 def _runtimes(names: Sequence[str], runtimes: Mapping[str, str] | None) -> dict[str, str]:

@@ -99,3 +99,14 @@ def paired_by_seed(runs: pd.DataFrame, column: str, a: str, b: str, metric: str 
         return runs.loc[runs[column] == name].groupby("seed")[metric].mean()
 
     return paired_difference(by_seed(a), by_seed(b))
+
+
+def pareto_front(table: pd.DataFrame, latency: str = "latency_ms", accuracy: str = "top1_mean") -> pd.Series:
+    """True for rows no other row beats: none is at least as fast and at least as accurate, and better in one."""
+    lat, acc = table[latency].to_numpy(), table[accuracy].to_numpy()
+    front = []
+    for i in range(len(table)):
+        dominated = any(lat[j] <= lat[i] and acc[j] >= acc[i] and (lat[j] < lat[i] or acc[j] > acc[i])
+                        for j in range(len(table)) if j != i)
+        front.append(not dominated)
+    return pd.Series(front, index=table.index, name="pareto")

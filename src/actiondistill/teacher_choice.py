@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
+from actiondistill.chapters.latency import CALLS, classifier_latency, model_spec
 from actiondistill.config import TrainConfig, to_dict
 from actiondistill.engine.runs import train_and_evaluate
 from actiondistill.io import atomic_write_json
@@ -137,17 +138,6 @@ def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: 
     return pd.DataFrame(rows)
 
 
-def pareto_front(table: pd.DataFrame, latency: str = "latency_ms", accuracy: str = "top1_mean") -> pd.Series:
-    """True for rows no other row beats: none is at least as fast and at least as accurate, and better in one."""
-    lat, acc = table[latency].to_numpy(), table[accuracy].to_numpy()
-    front = []
-    for i in range(len(table)):
-        dominated = any(lat[j] <= lat[i] and acc[j] >= acc[i] and (lat[j] < lat[i] or acc[j] > acc[i])
-                        for j in range(len(table)) if j != i)
-        front.append(not dominated)
-    return pd.Series(front, index=table.index, name="pareto")
-
-
 def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: float = 1.0,
                    latency: str = "latency_ms", accuracy: str = "top1_mean",
                    zero_shot: str = "zs_top1_mean", excluded: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -176,38 +166,16 @@ def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: 
 
 
 def latency_table(names: Sequence[str], backbone: str, class_texts: Sequence[str], frames: Sequence[int] = (8, 16, 32),
-                  fusion_layers: int = 2, device: str = "cpu", warmup: int = 2, iters: int = 8, rounds: int = 3,
-                  progress: bool = True) -> pd.DataFrame:
-    """Latency (batch 1) of classifying one clip of pixels among `class_texts`, per candidate and frame count.
+                  fusion_layers: int = 2, device: str = "cpu", warmup: int = 1, calls: int = CALLS,
+                  threads: int | None = 1, progress: bool = True) -> pd.DataFrame:
+    """Chapter 2's candidates on one backbone in the book's one latency table (`chapters.latency`), batch 1.
 
-    What is timed is `predict_proba` with the class texts' embeddings already cached (they are computed once in
-    deployment): the image encoder on every frame, the model's temporal part, and for X-CLIP its per-video prompt
-    generator. Every model is built with one template, which shortens the untimed text encoding; per clip, each
-    further template would add one (C, D) product over cached embeddings, negligible beside the image encoder.
-    Random weights: latency does not depend on their values. The candidates take `rounds` turns, so a burst of
-    load from other processes cannot make one of them look several times slower than models of the same cost
-    (`profiler.sweep`: read `latency_ms` and `speedup_vs_first`; `under_load` flags rows the load reached). Rows as
-    `sweep` returns them.
+    Every model is built with one template, which shortens the untimed text encoding; per clip, each further
+    template would add one (C, D) product over cached embeddings, negligible beside the image encoder.
     """
-    import torch
-
-    from actiondistill.models import create_model
-    from actiondistill.models.backbones import backbone_config
-    from actiondistill.profiler import sweep
-
-    texts = list(class_texts)
-
-    def factory(name: str):
-        return lambda t: create_model(name, backbone=backbone, num_frames=t, templates=("{}",),
-                                      **model_kwargs(name, fusion_layers))
-
-    def inputs(batch: int, t: int, hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
-        return torch.randn(batch, t, 3, *hw, generator=torch.Generator().manual_seed(0)), texts
-
-    side = backbone_config(backbone)["vision_cfg"]["image_size"]
-    return sweep({name: factory(name) for name in names}, frames=frames, batches=(1,), image_size=side,
-                 device=device, warmup=warmup, iters=iters, rounds=rounds, method="predict_proba",
-                 make_inputs=inputs, backbone="backbone.visual", progress=progress)
+    specs = {name: model_spec(name, backbone, model_kwargs(name, fusion_layers)) for name in names}
+    return classifier_latency(specs, class_texts, frames=frames, batches=(1,), device=device, warmup=warmup,
+                              calls=calls, threads=threads, progress=progress)
 
 
 def choice_path(profile: str, results_dir: str | Path | None = None) -> Path:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
+from actiondistill.chapters.latency import CALLS
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
 from actiondistill.engine.runs import recorded_row, run_inputs, train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
@@ -363,11 +364,12 @@ def best_setting(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- latency
 def latency_table(backbones: Sequence[str], frames: Sequence[int] = (8,), fusion_layers: int = 2,
-                  device: str = "cpu", warmup: int = 1, iters: int = 5, rounds: int = 1,
+                  device: str = "cpu", warmup: int = 1, calls: int = CALLS, threads: int | None = 1,
                   progress: bool = True) -> pd.DataFrame:
     """Latency (batch 1) of the single-head and the two-headed model, side by side, on each backbone.
 
-    Two parts are timed with `profiler.sweep`, the two models taking turns so they share the machine's conditions:
+    Two parts are timed with `profiler.sweep`, the two models taking turns call by call (`calls` rounds, `threads`
+    threads, as `chapters.latency` times every chapter's models) so they share the machine's conditions:
     "whole clip" (`encode_video` on pixels: image encoder on every frame plus the temporal part; the class texts'
     embeddings are computed once in deployment) and "temporal part" (`fuse_frames` on frame embeddings, where the
     distillation token and its head live). The two-headed model runs both heads (DeiT inference). Random weights:
@@ -395,8 +397,8 @@ def latency_table(backbones: Sequence[str], frames: Sequence[int] = (8,), fusion
             return torch.randn(batch, t, dim, generator=torch.Generator().manual_seed(0))
 
         models = {label: factory(name) for label, name in names.items()}
-        common = {"frames": frames, "batches": (1,), "device": device, "warmup": warmup, "iters": iters,
-                  "rounds": rounds, "progress": progress}
+        common = {"frames": frames, "batches": (1,), "device": device, "warmup": warmup, "iters": 1,
+                  "rounds": calls, "threads": threads, "progress": progress}
         whole = sweep(models, image_size=side, method="encode_video", backbone="backbone.visual", **common)
         temporal = sweep(models, image_size=side, method="fuse_frames", make_inputs=embeddings, backbone=None,
                          **common)

@@ -13,7 +13,7 @@ from actiondistill.pkd.experiment import (
     ic_logits,
     run_experiment,
 )
-from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features, torch_threads
+from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features
 from actiondistill.pkd.objectives import CompressedCEObjective, PKDObjective, triplet_outputs
 from actiondistill.pkd.tradeoff import DEFAULT_THRESHOLDS, fixed_points, wise_sweep, wise_tradeoff
 from actiondistill.pkd.visual import compressed_strips, mv_to_rgb, residual_to_rgb
@@ -38,7 +38,6 @@ __all__ = [
     "residual_to_rgb",
     "run_experiment",
     "stage_features",
-    "torch_threads",
     "triplet_outputs",
     "wise_sweep",
     "wise_tradeoff",

@@ -48,7 +48,8 @@ from actiondistill.engine.seeding import seed_everything
 from actiondistill.io import atomic_save, atomic_write_json, file_sha256
 from actiondistill.models.compressed_nets import ARCHS, MODALITIES, MODALITY_CHANNELS, CompressedTriplet
 from actiondistill.models.resnet_checkpoints import BackboneLoadReport, load_resnet_backbone
-from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features, torch_threads
+from actiondistill.parallel import torch_threads
+from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features
 
 #: Bumped whenever what a cached file holds, or how it is computed, changes.
 CACHE_VERSION = 1

@@ -10,7 +10,6 @@ PKD, an IC's input for a view never changes either: `stage_features` runs each b
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from actiondistill.models.compressed_nets import MODALITIES, CompressedTriplet
+from actiondistill.parallel import torch_threads
 
 Tree = Tensor | dict[str, Any] | list[Any]
 
@@ -91,24 +91,6 @@ class ViewBank(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         index %= len(self)
         return {**_take(self.view, index), "label": int(self.labels[index]), "index": index}
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with `threads` intra-op threads (None: unchanged), restoring the setting afterwards.
-
-    Tiny tensors gain nothing from a second thread, and on a machine whose cores are shared the OpenMP hand-offs
-    cost more than the work: fitting WISE's weights took 25x longer with 2 threads than with 1 while other jobs ran.
-    """
-    previous = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads={threads}: expected >= 1 or None")
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def decoded_views(dataset: Dataset, epochs: Sequence[int], batch_size: int = 32, dtype: torch.dtype = torch.float16,

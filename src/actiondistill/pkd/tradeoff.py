@@ -19,8 +19,8 @@ from torch import Tensor
 
 from actiondistill.losses import PKD_FALLBACK_WEIGHTS, PKD_FINAL_INDICES, fit_wise_weights, wise_predict
 from actiondistill.models.compressed_nets import MODALITIES
+from actiondistill.parallel import torch_threads
 from actiondistill.pkd.experiment import CompressedResults
-from actiondistill.pkd.features import torch_threads
 
 #: From "exit at the first IC" (0) through ever stricter exits to "never exit early" (1: softmax never exceeds it).
 DEFAULT_THRESHOLDS = tuple(sorted({*np.round(np.linspace(0.0, 0.95, 20), 4).tolist(), 0.97, 0.98, 0.99, 0.995,

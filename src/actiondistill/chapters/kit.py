@@ -1,0 +1,237 @@
+"""What every chapter module shares: typed parameters, the facts a chapter's text glues, the world and its caches,
+the text of a mean over seeds, the machine a latency was measured on, and the accuracy-against-latency figure.
+
+A chapter module (`chNN_<name>.py`) has a `Params` dataclass (a `ChapterParams`), a `run(params) -> Result` that
+holds the experiment, its decisions and the sentences its text glues, and its figure functions. Its notebook
+narrates and calls: `params = Params.from_namespace(globals())`, `result = run(params)`, `glue_facts(result.facts)`,
+then the tables and figures of `result`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from actiondistill.config import from_dict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+P = TypeVar("P", bound="ChapterParams")
+
+
+class Md(str):
+    """Text a chapter glues as Markdown (bold, code, links), not as a plain string."""
+
+
+@dataclass
+class ChapterParams:
+    """Base of every chapter's parameters: the fields shared by all chapters; each chapter adds its own.
+
+    The defaults are the smoke profile's (what nbval runs); book/params/<profile>.yaml overrides them through
+    papermill, and `from_namespace` reads them back, typed and checked by the one config system.
+    """
+
+    profile: str = "smoke"           # the parameter profile the book runner used (book/params/<profile>.yaml)
+    dataset: str = "synthactions"    # synthactions | hmdb51 | ucf101
+    videos: int = 120                # SynthActions world (chapter 1): number of clips
+    world: str = "standard"          # SynthActions difficulty preset: "standard" or "hard" (the first world)
+    size: int = 64                   # frame size in pixels
+    frames: int = 16                 # SynthActions: frames per clip of the world
+    seed: int = 0                    # SynthActions: the world's seed (and the in-project CLIPs')
+    record_key: str | None = None    # the name its records go under; None: the profile and the world
+    device: str = "cpu"
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls: type[P], namespace: Mapping[str, Any]) -> P:
+        """The parameters found in a notebook's namespace (its parameters cell and papermill's injected cell);
+        fields absent there keep their defaults. Wrong types raise, naming the parameter."""
+        given = {name: namespace[name] for name in cls.fields() if name in namespace}
+        return from_dict(given, source=f"{cls.__module__} parameters", cls=cls)
+
+    def records_as(self) -> str:
+        """The name this chapter's records go under (`chapter_records.record_name`)."""
+        from actiondistill.chapter_records import record_name
+
+        return record_name(self.profile, self.record_key, self.dataset, self.world, self.videos, self.size,
+                           self.frames, self.seed)
+
+    @property
+    def synthetic_world(self) -> bool:
+        return self.dataset == "synthactions"
+
+
+@dataclass
+class Facts:
+    """Name -> value of everything a chapter's text glues, in the order they were found."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, **values: Any) -> None:
+        self.values.update(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
+
+def glue_facts(facts: Facts | Mapping[str, Any]) -> None:
+    """Glue every fact for the chapter's text (`Md` values as Markdown), displaying nothing."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for name, value in (facts.values if isinstance(facts, Facts) else facts).items():
+        glue(name, Markdown(value) if isinstance(value, Md) else value, display=False)
+
+
+def mean_sd_range(mean: float, sd: float, low: float | None = None, high: float | None = None) -> str:
+    """'54.5 ± 1.1  [53.2, 55.4]' for a mean over seeds; '54.5  (one seed)' when the spread is unknown; '' when
+    nothing was measured (a NaN mean: zero-shot on a dataset without held-out classes, a head a variant lacks)."""
+    if mean is None or math.isnan(mean):
+        return ""
+    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
+        return f"{mean:.1f}  (one seed)"
+    text = f"{mean:.1f} ± {sd:.1f}"
+    return text if low is None or high is None else f"{text}  [{low:.1f}, {high:.1f}]"
+
+
+def spread_column(summary: pd.DataFrame, prefix: str, with_range: bool = True) -> list[str]:
+    """`mean_sd_range` of every row of a `engine.runs.summarise` table for metric `prefix` (e.g. "top1")."""
+    rows = summary[[f"{prefix}_mean", f"{prefix}_std", f"{prefix}_min", f"{prefix}_max"]].to_numpy()
+    return [mean_sd_range(m, s, lo, hi) if with_range else mean_sd_range(m, s) for m, s, lo, hi in rows]
+
+
+def machine_label(environment: Mapping[str, Any], device: str = "cpu") -> str:
+    """Where a latency was measured, for a table's caption: the GPU, or the CPU model and its threads."""
+    if str(device).startswith("cuda"):
+        return f"{environment['device_name']} (CUDA {environment['cuda']}), torch {environment['torch']}"
+    return f"{environment['cpu_model']} CPU, {environment['threads']} thread(s), torch {environment['torch']}"
+
+
+# ------------------------------------------------------------------------------------------- world and caches
+@dataclass
+class World:
+    """A chapter's data: the SynthActions manifest (None for real datasets) and the embedded CLIPs' record."""
+
+    manifest: Path | None
+    clips: dict[str, Any] | None = None
+
+    def checkpoint(self, backbone: str) -> str:
+        if self.clips is None:
+            raise ValueError(f"no in-project CLIP for {backbone!r}: pass its weights (real datasets have none)")
+        return str(self.clips["checkpoints"][backbone])
+
+    def provenance(self) -> Md:
+        """Where the CLIPs' weights came from, for the text (`pretrain.provenance`)."""
+        from actiondistill.pretrain import provenance
+
+        return Md(provenance(self.clips) if self.clips is not None else "given as weights")
+
+
+def prepare_world(params: ChapterParams, pretrain: Mapping[str, Any] | None = None, clips: bool = True) -> World:
+    """The world every chapter of a profile shares: the manifest (rendered once, then reused) and, with `clips`,
+    the embedded CLIPs pretrained on it (`pretrain.ensure_embedded_clips`, shipped or cached). Real datasets
+    have neither."""
+    if not params.synthetic_world:
+        return World(None)
+    from actiondistill.data.sources import synthactions_manifest
+
+    manifest = synthactions_manifest(videos=params.videos, size=params.size, frames=params.frames, seed=params.seed,
+                                     world=params.world, progress=False)
+    if not clips:
+        return World(manifest)
+    from actiondistill.pretrain import PretrainConfig, ensure_embedded_clips
+
+    cfg = from_dict({"seed": params.seed, **dict(pretrain or {})}, source="pretrain", cls=PretrainConfig)
+    return World(manifest, ensure_embedded_clips(manifest, cfg, progress=False))
+
+
+def frame_features(world: World, backbone: str, weights: str | Path, size: int, device: str = "cpu",
+                   dtype: str = "bf16") -> tuple[Any, bool]:
+    """The cached frame embeddings of every clip of the world under one CLIP image encoder (`frame_cache`), and
+    whether this call computed them (False: reused from an earlier chapter or run)."""
+    from actiondistill.frame_cache import FrameFeatureCache
+
+    if world.manifest is None:
+        raise ValueError("frame features are cached for a SynthActions manifest; the real-data profiles fine-tune "
+                         "end to end (freeze_image_encoder=False)")
+    cache = FrameFeatureCache(world.manifest, backbone, weights, size, device=device, dtype=dtype, progress=False)
+    return cache.get(), cache.computed
+
+
+def same_world(params: ChapterParams, recorded_manifest: str | Path | None, world: World, what: str) -> None:
+    """Refuse to mix worlds: `recorded_manifest` (an earlier chapter's) must be this chapter's world."""
+    if world.manifest is None or recorded_manifest is None:
+        return
+    if Path(recorded_manifest).resolve() != Path(world.manifest).resolve():
+        raise ValueError(f"{what} was trained on {recorded_manifest}, this chapter's world is {world.manifest}: run "
+                         f"both with the same videos/size/frames/seed/world (profile {params.profile!r})")
+
+
+# ------------------------------------------------------------------------------------------- figures
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """The book's one look for figures (seaborn whitegrid, notebook context), scoped to the figure being drawn."""
+    import seaborn as sns
+
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        yield
+
+
+def note_figure(text: str) -> Figure:
+    """A one-line figure that says why there is nothing to draw (e.g. a real dataset has no rendering
+    specification), so that a captioned figure cell is never empty."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.6))
+    ax.set_axis_off()
+    ax.text(0.0, 0.5, text, va="center")
+    plt.close(fig)
+    return fig
+
+
+def accuracy_latency_figure(points: pd.DataFrame, label: str, latency: str = "latency_ms",
+                            metrics: Sequence[tuple[str, str]] = (("top1", "closed-set top-1 (%)"),),
+                            chance: Mapping[str, float] | None = None, xlabel: str = "latency (ms)",
+                            title: str = "", limit: tuple[float, str] | None = None) -> Figure:
+    """Accuracy against latency, one panel per metric: each row of `points` a point (its `<metric>_mean`, with a
+    bar of `<metric>_std`), the Pareto front dashed, chance dash-dotted, and an optional vertical `limit`
+    (x, legend text). `label` is the column that names the points."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from actiondistill.stats import pareto_front
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.4), sharex=True, squeeze=False)
+    palette = dict(zip(points[label], sns.color_palette("tab10", len(points)), strict=True))
+    for ax, (metric, title_y) in zip(axes[0], metrics, strict=True):
+        mean, sd = f"{metric}_mean", f"{metric}_std"
+        ax.errorbar(points[latency], points[mean], yerr=points[sd].fillna(0) if sd in points else None, fmt="none",
+                    ecolor="0.6", capsize=3, zorder=1)
+        sns.scatterplot(data=points, x=latency, y=mean, hue=label, palette=palette, s=90, ax=ax, zorder=2,
+                        legend=ax is axes[0][-1])
+        front = points[pareto_front(points, latency=latency, accuracy=mean)].sort_values(latency)
+        ax.plot(front[latency], front[mean], ls="--", color="0.3", lw=1, zorder=0, label="Pareto front")
+        if limit is not None:
+            ax.axvline(limit[0], ls=":", color="0.5", label=limit[1])
+        if chance and chance.get(metric):
+            ax.axhline(chance[metric], ls="-.", color="0.75", lw=1, label="chance")
+        ax.set(xlabel=xlabel, ylabel=title_y)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
+    return fig

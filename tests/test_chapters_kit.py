@@ -1,0 +1,91 @@
+"""The chapter kit: typed parameters from a notebook's namespace, the facts' Markdown marking, the seed-spread text,
+the machine label, the world guard and the shared accuracy-against-latency figure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from actiondistill.chapters.kit import (
+    ChapterParams,
+    Facts,
+    Md,
+    World,
+    accuracy_latency_figure,
+    machine_label,
+    mean_sd_range,
+    same_world,
+    spread_column,
+)
+
+matplotlib.use("Agg")
+
+
+@dataclass
+class Params(ChapterParams):
+    seeds: list[int] | None = None
+    lr: float = 1e-4
+
+
+def test_parameters_come_from_the_namespace_typed_and_the_rest_keep_their_defaults():
+    params = Params.from_namespace({"seeds": [0, 1, 2], "lr": 4e-4, "videos": 2400, "unrelated": object()})
+    assert params.seeds == [0, 1, 2] and params.lr == 4e-4 and params.videos == 2400
+    assert params.profile == "smoke" and params.world == "standard"
+    assert params.synthetic_world
+    with pytest.raises(ValueError, match="lr"):
+        Params.from_namespace({"lr": "fast"})
+
+
+def test_records_are_keyed_by_the_profile_when_the_runner_sets_it_and_by_the_world_otherwise():
+    assert Params(profile="embedded", record_key="embedded").records_as() == "embedded"
+    assert Params(profile="embedded", videos=2400, size=64, frames=32, seed=3).records_as() == \
+        "embedded-standard_n2400_s64_f32_seed3"
+
+
+def test_facts_keep_their_order_and_mark_markdown():
+    facts = Facts()
+    facts.add(ch9_a=1.5, ch9_b=Md("**bold**"))
+    assert list(facts.values) == ["ch9_a", "ch9_b"] and "ch9_b" in facts
+    assert isinstance(facts["ch9_b"], Md) and facts["ch9_b"] == "**bold**"
+
+
+def test_a_mean_over_seeds_reads_with_its_spread_or_says_one_seed():
+    assert mean_sd_range(54.5, 1.1, 53.2, 55.4) == "54.5 ± 1.1  [53.2, 55.4]"
+    assert mean_sd_range(54.5, math.nan) == "54.5  (one seed)"
+    assert mean_sd_range(math.nan, math.nan) == ""  # nothing measured: an empty cell, not "nan"
+    summary = pd.DataFrame({"top1_mean": [50.0, 40.0], "top1_std": [2.0, math.nan], "top1_min": [48.0, 40.0],
+                            "top1_max": [52.0, 40.0]})
+    assert spread_column(summary, "top1") == ["50.0 ± 2.0  [48.0, 52.0]", "40.0  (one seed)"]
+    assert spread_column(summary, "top1", with_range=False)[0] == "50.0 ± 2.0"
+
+
+def test_the_machine_label_names_the_gpu_or_the_cpu_and_its_threads():
+    env = {"cpu_model": "Xeon", "threads": 1, "torch": "2.14.1", "device_name": "H100", "cuda": "13.0"}
+    assert machine_label(env) == "Xeon CPU, 1 thread(s), torch 2.14.1"
+    assert machine_label(env, "cuda:0") == "H100 (CUDA 13.0), torch 2.14.1"
+
+
+def test_a_chapter_refuses_an_earlier_chapter_trained_on_another_world(tmp_path):
+    world = World(tmp_path / "a" / "manifest.json")
+    same_world(Params(), tmp_path / "a" / "manifest.json", world, "chapter 2's teacher")
+    with pytest.raises(ValueError, match="chapter 2's teacher was trained on"):
+        same_world(Params(), tmp_path / "b" / "manifest.json", world, "chapter 2's teacher")
+    same_world(Params(), None, World(None), "anything")  # real datasets: nothing to compare
+    with pytest.raises(ValueError, match="no in-project CLIP"):
+        World(Path("m.json")).checkpoint("embedded-base")
+
+
+def test_the_accuracy_latency_figure_draws_every_point_and_the_pareto_front():
+    points = pd.DataFrame({"name": ["a", "b", "c"], "latency_ms": [10.0, 20.0, 30.0],
+                           "top1_mean": [50.0, 60.0, 55.0], "top1_std": [1.0, 2.0, math.nan]})
+    fig = accuracy_latency_figure(points, "name", chance={"top1": 4.5}, limit=(25.0, "limit"), title="t")
+    ax = fig.axes[0]
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    assert list(front.get_xdata()) == [10.0, 20.0]  # c is slower and less accurate than b
+    labels = {line.get_label() for line in ax.get_lines()}
+    assert {"chance", "limit"} <= labels
