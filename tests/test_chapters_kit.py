@@ -89,3 +89,19 @@ def test_the_accuracy_latency_figure_draws_every_point_and_the_pareto_front():
     assert list(front.get_xdata()) == [10.0, 20.0]  # c is slower and less accurate than b
     labels = {line.get_label() for line in ax.get_lines()}
     assert {"chance", "limit"} <= labels
+
+
+def test_every_chapter_grid_runs_variants_outer_and_seeds_inner_and_skips_what_it_leaves_out():
+    from actiondistill.engine.runs import grid, run_grid
+
+    assert grid(["a", "b"], [0, 1]) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    calls = []
+
+    def run_one(variant: str, seed: int) -> dict:
+        calls.append((variant, seed))
+        return {"variant": variant, "seed": seed, "top1": 10.0 * seed}
+
+    jobs = [job for job in grid(["a", "b"], [0, 1]) if job != ("a", 1)]  # ("a", 1) recorded by an earlier run
+    rows = run_grid(jobs, run_one, what="variants", progress=False)
+    assert calls == jobs and rows[["variant", "seed"]].values.tolist() == [["a", 0], ["b", 0], ["b", 1]]
+    assert run_grid([], run_one, what="variants", progress=False).empty

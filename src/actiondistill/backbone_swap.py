@@ -32,8 +32,8 @@ import pandas as pd
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.chapters.latency import CALLS, classifier_latency, model_spec
 from actiondistill.config import TrainConfig, from_dict, to_dict
+from actiondistill.engine.runs import grid, run_grid, train_and_evaluate
 from actiondistill.engine.runs import summarise as summarise_seeds
-from actiondistill.engine.runs import train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The initialisations of the student's CLIP, in the order tables list them.
@@ -213,22 +213,17 @@ def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, In
     `features` maps an initialisation to the FrameFeatures of its own frozen image encoder (frozen regime).
     One row per (initialisation, seed), with `init`, `backbone` and `pretrained` added.
     """
-    from tqdm.auto import tqdm
-
-
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    jobs = [(init, seed) for init in inits for seed in seeds]
-    rows = []
-    bar = tqdm(jobs, desc="initialisations x seeds", disable=not progress)
-    for name, seed in bar:
-        bar.set_postfix(init=name, seed=seed)
+
+    def run_one(name: str, seed: int) -> dict[str, Any]:
         init = inits[name]
         cfg = student_config(base, model, init, seed, run_prefix, runs_dir)
         row = train_and_evaluate(cfg, (features or {}).get(name), freeze_image_encoder, freeze_token_embedding,
                                  progress=False)
-        rows.append({**row, "init": name, "backbone": init.backbone, "pretrained": init.pretrained})
-    return pd.DataFrame(rows)
+        return {**row, "init": name, "backbone": init.backbone, "pretrained": init.pretrained}
+
+    return run_grid(grid(list(inits), seeds), run_one, what="initialisations", progress=progress)
 
 
 def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1")) -> pd.DataFrame:

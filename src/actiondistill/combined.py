@@ -32,7 +32,7 @@ import pandas as pd
 
 from actiondistill.chapter_records import record_path
 from actiondistill.config import ObjectiveConfig, TrainConfig
-from actiondistill.engine.runs import recorded_row, run_inputs, train_and_evaluate
+from actiondistill.engine.runs import grid, recorded_row, run_grid, run_inputs, train_and_evaluate
 from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
@@ -280,8 +280,6 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
     (`spatial["weights"]`); everything else trains here. `choice` (chapter 2's record) gives the teacher of a
     two-headed variant with one.
     """
-    from tqdm.auto import tqdm
-
     from actiondistill.deit import experiment as dx
 
     unknown = [c for c in combinations if c not in COMBINATIONS]
@@ -293,10 +291,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
         raise ValueError(f"the two-headed variant {deit['variant']!r} distils from chapter 2's teacher: pass choice=")
     inputs = run_inputs(features is not None and freeze_image_encoder, freeze_image_encoder,
                            freeze_token_embedding)
-    rows = []
-    bar = tqdm([(c, int(s)) for c in combinations for s in seeds], desc="combinations x seeds", disable=not progress)
-    for combination, seed in bar:
-        bar.set_postfix(combination=combination, seed=seed)
+    def run_one(combination: str, seed: int) -> dict[str, Any]:
         if combination == "swap":
             row, reused = _swap_row(swap, seed), "chapter 3"
         else:
@@ -309,8 +304,9 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
             if row is None:
                 row = train_combination(cfg, features, teacher_features, targets, freeze_image_encoder,
                                         freeze_token_embedding, progress=False)
-        rows.append({"combination": combination, "label": LABELS[combination], **row, "reused_from": reused})
-    return pd.DataFrame(rows)
+        return {"combination": combination, "label": LABELS[combination], **row, "reused_from": reused}
+
+    return run_grid(grid(combinations, seeds), run_one, what="combinations", progress=progress)
 
 
 def _swap_row(swap: Mapping[str, Any], seed: int) -> dict[str, Any]:

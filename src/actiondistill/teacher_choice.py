@@ -29,7 +29,7 @@ import pandas as pd
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.chapters.latency import CALLS, classifier_latency, model_spec
 from actiondistill.config import TrainConfig, to_dict
-from actiondistill.engine.runs import train_and_evaluate
+from actiondistill.engine.runs import run_grid, train_and_evaluate
 from actiondistill.io import atomic_write_json
 
 #: Registry names of the candidates, in the order tables list them.
@@ -119,23 +119,20 @@ def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: 
     `epochs` overrides `base.epochs` for some candidates (where one's cost forces a smaller budget). Rows follow the
     order of `seeds`; `progress` shows a bar over the runs.
     """
-    from tqdm.auto import tqdm
-
     unknown = sorted(set(seeds) - set(CANDIDATES))
     if unknown:
         raise ValueError(f"candidates {unknown}: unknown; expected names from {CANDIDATES}")
-    jobs = [(name, seed) for name, names_seeds in seeds.items() for seed in names_seeds]
+    jobs = [(name, int(seed)) for name, names_seeds in seeds.items() for seed in names_seeds]
     if not jobs:
         raise ValueError("seeds: expected at least one candidate with at least one seed")
-    rows = []
-    bar = tqdm(jobs, desc="candidates x seeds", disable=not progress)
-    for name, seed in bar:
-        bar.set_postfix(model=name, seed=seed)
+
+    def run_one(name: str, seed: int) -> dict[str, Any]:
         cfg = candidate_config(base, name, seed, run_prefix, fusion_layers, runs_dir)
         if epochs and name in epochs:
             cfg = dataclasses.replace(cfg, epochs=int(epochs[name]))
-        rows.append(train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=False))
-    return pd.DataFrame(rows)
+        return train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=False)
+
+    return run_grid(jobs, run_one, what="candidates", progress=progress)
 
 
 def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: float = 1.0,

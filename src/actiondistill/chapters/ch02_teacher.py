@@ -351,10 +351,13 @@ def run(params: Params) -> Result:
     if p.freeze_image_encoder:
         from actiondistill.frame_cache import FrameFeatureCache
 
-        features, computed = kit.frame_features(world, p.backbone, weights, p.size, device=p.device,
-                                                dtype=p.feature_dtype)
-        agreement = FrameFeatureCache(world.manifest, p.backbone, weights, p.size, device=p.device,
-                                      dtype=p.feature_dtype, progress=False).agreement(features)
+        if world.manifest is None:
+            raise ValueError("freeze_image_encoder=True caches features of a SynthActions manifest; the real-data "
+                             "profiles fine-tune end to end (freeze_image_encoder=False)")
+        cache = FrameFeatureCache(world.manifest, p.backbone, weights, p.size, device=p.device,
+                                  dtype=p.feature_dtype, progress=False)
+        features, computed = cache.get(), cache.computed
+        agreement = cache.agreement(features)
         facts.add(ch2_feature_dtype=Md(p.feature_dtype), ch2_feature_agreement=agreement,
                   ch2_feature_frames=int(features.features.shape[0]), ch2_feature_clips=len(features.paths),
                   ch2_feature_mb=features.features.numel() * 4 / 2**20,

@@ -36,7 +36,7 @@ import pandas as pd
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.chapters.latency import CALLS
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
-from actiondistill.engine.runs import recorded_row, run_inputs, train_and_evaluate
+from actiondistill.engine.runs import grid, recorded_row, run_grid, run_inputs, train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
 
 #: The variants, in the order tables list them.
@@ -172,9 +172,6 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
     read back and `reused_from` names its run. `features` (cached frame embeddings, with `freeze_image_encoder`)
     must come from `base.model`'s image encoder, which must also be the teacher's.
     """
-    from tqdm.auto import tqdm
-
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ValueError(f"variants={list(variants)}: expected a non-empty selection of {list(VARIANTS)}")
@@ -185,11 +182,7 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
         check_features(features, base.model)
         if any(v in TEACHER_VARIANTS for v in variants):
             _check_teacher_reads_features(choice, base.model)
-    jobs = [(v, s) for v in variants for s in seeds]
-    rows = []
-    bar = tqdm(jobs, desc="variants x seeds", disable=not progress)
-    for variant, seed in bar:
-        bar.set_postfix(variant=variant, seed=seed)
+    def run_one(variant: str, seed: int) -> dict[str, Any]:
         teacher, teacher_seed = teacher_config(choice, seed) if variant in TEACHER_VARIANTS else (None, None)
         cfg = variant_config(base, variant, seed, teacher, alpha=alpha, tau=tau, soft_alpha=soft_alpha,
                              fusion_layers=fusion_layers, run_prefix=run_prefix, runs_dir=runs_dir)
@@ -201,13 +194,14 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
         else:
             row, run_name = reused
         kwargs = cfg.objective.kwargs
-        rows.append({"variant": variant, "label": LABELS[variant], **row,
-                     "distillation": kwargs.get("distillation", "n/a"), "alpha": kwargs.get("alpha", math.nan),
-                     "tau": kwargs.get("tau", math.nan),
-                     "teacher_seed": teacher_seed if teacher_seed is not None else math.nan,
-                     "reused_from": run_name if reused is not None else "",
-                     **_training_metrics(cfg, run_name)})
-    return pd.DataFrame(rows)
+        return {"variant": variant, "label": LABELS[variant], **row,
+                "distillation": kwargs.get("distillation", "n/a"), "alpha": kwargs.get("alpha", math.nan),
+                "tau": kwargs.get("tau", math.nan),
+                "teacher_seed": teacher_seed if teacher_seed is not None else math.nan,
+                "reused_from": run_name if reused is not None else "",
+                **_training_metrics(cfg, run_name)}
+
+    return run_grid(grid(variants, seeds), run_one, what="variants", progress=progress)
 
 
 def teacher_run(cfg: TrainConfig, choice: Mapping[str, Any], cached: bool, freeze_image_encoder: bool,

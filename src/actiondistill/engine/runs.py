@@ -3,7 +3,8 @@
 Every chapter that compares models trains them the same way (`train_and_evaluate`: the one Trainer, cached frame
 embeddings in place of pixels where the image encoder is frozen, closed-set and zero-shot evaluation, a results
 record), so a difference between two rows is the models' and not the harness's. `recorded_row` lets a later chapter
-reuse an earlier chapter's run when it is exactly the run it needs.
+reuse an earlier chapter's run when it is exactly the run it needs, and `run_grid` is every chapter's loop over its
+(variant, seed) pairs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -22,6 +23,8 @@ from actiondistill.io import read_json
 
 #: The file a run keeps: its final weights.
 WEIGHTS_NAME = "model.pt"
+
+V = TypeVar("V")
 
 
 def frozen_pixel_kwargs(cfg: TrainConfig) -> TrainConfig:
@@ -215,3 +218,25 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table.insert(0, "seeds", grouped.size())
     return table
+
+
+def grid(variants: Sequence[V], seeds: Sequence[int]) -> list[tuple[V, int]]:
+    """Every (variant, seed) pair, variants outer and seeds inner: the order of every chapter's runs."""
+    return [(variant, int(seed)) for variant in variants for seed in seeds]
+
+
+def run_grid(jobs: Sequence[tuple[V, int]], run_one: Callable[[V, int], Mapping[str, Any]], *, what: str,
+             name: Callable[[V], str] = str, progress: bool = True) -> pd.DataFrame:
+    """`run_one(variant, seed)` for every job in order, one row each, with a progress bar that names the run.
+
+    Every chapter's grid (candidates, initialisations, settings, variants, combinations x seeds) runs through here,
+    so they all keep the same order (`grid`), and a chapter skips the pairs it reuses by leaving them out of `jobs`.
+    """
+    from tqdm.auto import tqdm
+
+    rows = []
+    bar = tqdm(jobs, desc=f"{what} x seeds", disable=not progress)
+    for variant, seed in bar:
+        bar.set_postfix(run=name(variant), seed=seed)
+        rows.append(dict(run_one(variant, seed)))
+    return pd.DataFrame(rows)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from actiondistill.chapter_records import read_record, record_path
 from actiondistill.config import ModelConfig, ObjectiveConfig, TrainConfig, to_dict
-from actiondistill.engine.runs import run_datasets, train_and_evaluate
+from actiondistill.engine.runs import grid, run_datasets, run_grid, train_and_evaluate
 from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json
 from actiondistill.spatial.targets import SpatialTargets
@@ -281,8 +281,6 @@ def run_spatial(base: TrainConfig, student: Mapping[str, Any], settings: Sequenc
     `targets` maps `SpatialSetting.targets_key` ("clip-K8", "ground_truth", ...) to the targets of that source;
     settings with one name (e.g. every lambda = 0) train once per seed. `progress` shows a bar over the runs.
     """
-    from tqdm.auto import tqdm
-
     settings = unique_settings({"settings": settings})
     if not settings or not seeds:
         raise ValueError("settings, seeds: expected at least one of each")
@@ -291,19 +289,18 @@ def run_spatial(base: TrainConfig, student: Mapping[str, Any], settings: Sequenc
         raise ValueError(f"targets {missing}: needed by the settings but not given (given: {sorted(targets)})")
     done = set() if previous is None or previous.empty else set(zip(previous["setting"], previous["seed"],
                                                                      strict=True))
-    jobs = [(s, int(seed)) for s in settings for seed in seeds if (s.name, int(seed)) not in done]
-    rows = []
-    bar = tqdm(jobs, desc="settings x seeds", disable=not progress)
-    for setting, seed in bar:
-        bar.set_postfix(setting=setting.slug, seed=seed)
+    jobs = [(s, seed) for s, seed in grid(settings, seeds) if (s.name, seed) not in done]
+
+    def run_one(setting: SpatialSetting, seed: int) -> dict[str, Any]:
         chosen = targets[setting.targets_key]
         cfg = spatial_config(base, student, setting, chosen, seed, run_prefix, runs_dir)
-        rows.append(train_spatial(cfg, setting, chosen, features, head_truth, select_split, freeze_image_encoder,
-                                  freeze_token_embedding, progress=False))
-    new = pd.DataFrame(rows)
+        return train_spatial(cfg, setting, chosen, features, head_truth, select_split, freeze_image_encoder,
+                             freeze_token_embedding, progress=False)
+
+    new = run_grid(jobs, run_one, what="settings", name=lambda s: s.slug, progress=progress)
     if previous is None or previous.empty:
         return new
-    return pd.concat([previous, new], ignore_index=True) if rows else previous.copy()
+    return pd.concat([previous, new], ignore_index=True) if jobs else previous.copy()
 
 
 def summarise_settings(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "val_top1")) -> pd.DataFrame:
