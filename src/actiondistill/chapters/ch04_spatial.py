@@ -30,6 +30,7 @@ from actiondistill.chapters.kit import (
     Facts,
     Md,
     frame_features,
+    paired_seeds_figure,
     prepare_world,
     same_world,
     spread_column,
@@ -652,27 +653,14 @@ def quality_figure(result: Result) -> Figure | None:
 def headline_figure(result: Result) -> Figure:
     """The chosen setting against the baseline, seed by seed (grey lines join the two runs of one seed), with the
     mean and standard deviation in red; test top-1, and zero-shot top-1 where the dataset has held-out classes."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    _theme()
     head, baseline, best = result.head, result.baseline, result.best
-    paired = head.assign(setting=head["setting"].map({baseline.name: "λ=0 (action only)",
-                                                      best.name: f"chosen: {best.name}"}))
+    labels = {baseline.name: "λ=0 (action only)", best.name: f"chosen: {best.name}"}
+    paired = head.assign(setting=head["setting"].map(labels))
     panels = [("top1", "test top-1 (%)")] + ([("zs_top1", "zero-shot top-1 (%)")] if paired["zs_top1"].notna().any()
                                              else [])  # real datasets have no held-out classes
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    axes = axes[0]
-    for ax, (metric, title) in zip(axes, panels, strict=True):
-        sns.lineplot(data=paired, x="setting", y=metric, units="seed", estimator=None, color="0.7", lw=1, ax=ax)
-        sns.pointplot(data=paired, x="setting", y=metric, errorbar="sd", capsize=0.1, color="C3", ax=ax,
-                      linestyles="none")
-        sns.stripplot(data=paired, x="setting", y=metric, hue="seed", palette="tab10", size=7, jitter=False, ax=ax,
-                      legend=ax is axes[-1], zorder=3)
-        ax.set(xlabel="", ylabel=title)
-    axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    fig.suptitle(f"multi-task student against its λ = 0 baseline ({len(result.params.seeds)} seed(s); red: mean ± sd)")
-    return _done(fig)
+    return paired_seeds_figure(paired, "setting", panels, list(labels.values()),
+                               f"multi-task student against its λ = 0 baseline ({len(result.params.seeds)} "
+                               "seed(s); red: mean ± sd)")
 
 
 def ablation_figure(result: Result) -> Figure:

@@ -426,30 +426,10 @@ def _panels(zero_shot: bool) -> list[tuple[str, str]]:
 def combinations_figure(result: Result) -> Figure:
     """Each combination's top-1 per seed (a grey line joins one seed across combinations) with the mean ± sd:
     closed-set, and zero-shot where the world has held-out classes."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    runs = result.runs
-    panels = _panels(result.zero_shot)
     order = [cx.LABELS[c] for c in result.params.combinations]
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"), sns.color_palette("deep"):
-        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-        axes = axes[0]
-        for ax, (metric, title) in zip(axes, panels, strict=True):
-            sns.lineplot(data=runs, x="label", y=metric, units="seed", estimator=None, color="0.75", lw=1, ax=ax,
-                         sort=False)
-            sns.pointplot(data=runs, x="label", y=metric, order=order, errorbar="sd", capsize=0.1, color="C3",
-                          linestyles="none", ax=ax)
-            sns.stripplot(data=runs, x="label", y=metric, order=order, hue="seed", palette="tab10", size=6,
-                          jitter=False, ax=ax, legend=ax is axes[-1], zorder=3)
-            ax.set(xlabel="", ylabel=title)
-            ax.tick_params(axis="x", rotation=20)
-        axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-        fig.suptitle(f"the combinations ({len(result.params.seeds)} seed(s); red: mean ± sd, grey: one seed across "
-                     "combinations)")
-        fig.tight_layout()
-    plt.close(fig)  # shown once, as the cell's value
-    return fig
+    return kit.paired_seeds_figure(result.runs, "label", _panels(result.zero_shot), order,
+                                   f"the combinations ({len(result.params.seeds)} seed(s); red: mean ± sd, grey: one "
+                                   "seed across combinations)", rotation=20)
 
 
 def validation_curves_figure(result: Result) -> Figure:

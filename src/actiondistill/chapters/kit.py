@@ -202,6 +202,34 @@ def note_figure(text: str) -> Figure:
     return fig
 
 
+def paired_seeds_figure(runs: pd.DataFrame, x: str, panels: Sequence[tuple[str, str]], order: Sequence[str],
+                        title: str, rotation: float = 0.0) -> Figure:
+    """Settings side by side, seed by seed: one panel per (metric, axis title), a dot per run coloured by its
+    seed, a grey line joining one seed's runs across the settings, and the mean ± sd over seeds in red. The book's
+    noise rule pairs runs by seed; this is how a reader sees that pairing."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    with figure_style():
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+        axes = axes[0]
+        for ax, (metric, axis_title) in zip(axes, panels, strict=True):
+            sns.lineplot(data=runs, x=x, y=metric, units="seed", estimator=None, color="0.7", lw=1, ax=ax,
+                         sort=False)
+            sns.pointplot(data=runs, x=x, y=metric, order=order, errorbar="sd", capsize=0.1, color="C3",
+                          linestyles="none", ax=ax)
+            sns.stripplot(data=runs, x=x, y=metric, order=order, hue="seed", palette="tab10", size=7, jitter=False,
+                          ax=ax, legend=ax is axes[-1], zorder=3)
+            ax.set(xlabel="", ylabel=axis_title)
+            if rotation:
+                ax.tick_params(axis="x", rotation=rotation)
+        axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+    plt.close(fig)  # returned, not left open: a notebook shows it once, as the cell's value
+    return fig
+
+
 def accuracy_latency_figure(points: pd.DataFrame, label: str, latency: str = "latency_ms",
                             metrics: Sequence[tuple[str, str]] = (("top1", "closed-set top-1 (%)"),),
                             chance: Mapping[str, float] | None = None, xlabel: str = "latency (ms)",
