@@ -8,6 +8,7 @@ size were chosen: a teacher measured after too few steps is a measure of the bud
 
     .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
         [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding] [--clip-videos 2400]
+        [--amp-dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
                         help='model options for every candidate as JSON, e.g. \'{"trainable_text_blocks": 1}\'')
     parser.add_argument("--train-token-embedding", action="store_true",
                         help="train the text tower's token table too (default: frozen, as the embedded profile)")
+    parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16",
+                        help="bfloat16: train under bf16 autocast on the CPU too (float16: fp32 on a CPU)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
@@ -58,7 +61,7 @@ def main() -> None:
                      "batch_size": args.batch_size, "flip": False},
             "model": {"backbone": "embedded-base", "pretrained": str(weights), "kwargs": args.model_kwargs},
             "optim": {"lr": args.lr, "fusion_lr_mult": 10.0, "weight_decay": 0.2, "warmup_epochs": 0.5,
-                      "clip_grad": 1.0},
+                      "clip_grad": 1.0, "amp_dtype": args.amp_dtype},
             "objective": {"name": "actionclip", "kwargs": {"texts": "classes"}},
         })
         started = time.perf_counter()
@@ -89,7 +92,7 @@ def main() -> None:
         "pretrain": args.pretrain, "model_kwargs": args.model_kwargs,
         "token_embedding": "trained" if args.train_token_embedding else "frozen", "clip_key": clips["key"],
         "seeds": args.seeds,
-        "lr": args.lr, "rows": rows,
+        "lr": args.lr, "amp_dtype": args.amp_dtype, "rows": rows,
     })
     print(f"wrote {args.out}")
 

@@ -240,9 +240,15 @@ def test_gradient_accumulation_matches_large_batch(tmp_path):
     assert all(torch.equal(initial[k], v) for k, v in params_of(large.model).items()) is False
 
 
-def test_amp_is_off_on_cpu_and_bad_settings_fail(tmp_path):
-    trainer = make_trainer(tmp_path, val=False)
+def test_amp_on_cpu_is_bf16_only_and_bad_settings_fail(tmp_path):
+    trainer = make_trainer(tmp_path, val=False)  # fp16 autocast: emulated on a CPU, so fp32 there
     assert trainer.cfg.optim.amp and not trainer.amp and not trainer.scaler.is_enabled()
+    bf16 = make_trainer(tmp_path / "bf16", val=False, **{"optim.amp_dtype": "bfloat16"})
+    assert bf16.amp and bf16.amp_dtype == torch.bfloat16 and not bf16.scaler.is_enabled()  # bf16 needs no scaler
+    seen = []
+    bf16.model.register_forward_hook(lambda module, args, out: seen.append(torch.is_autocast_enabled("cpu")))
+    result = bf16.fit()
+    assert seen and all(seen) and math.isfinite(result["train"]["loss"])
     with pytest.raises(ValueError, match="fewer than data.batch_size"):
         make_trainer(tmp_path, val=False, **{"data.batch_size": 64})
     with pytest.raises(ValueError, match="unknown; registered objectives are"):

