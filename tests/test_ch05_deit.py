@@ -188,3 +188,9 @@ def test_figures(tmp_path):
         assert isinstance(fig, Figure) and len(fig.axes) >= 1
     assert [ax.get_title() for ax in ch.heads_figure(result).axes] == ["closed-set (test split)",
                                                                        "zero-shot (held-out classes)"]
+
+
+def test_a_real_dataset_other_than_the_teachers_is_refused():
+    with pytest.raises(ValueError, match="trained on 'ucf101'"):
+        ch.check_dataset("hmdb51", "ucf101", "p")
+    assert ch.check_dataset("hmdb51", "hmdb51", "p") is False

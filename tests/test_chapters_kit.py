@@ -105,3 +105,17 @@ def test_every_chapter_grid_runs_variants_outer_and_seeds_inner_and_skips_what_i
     rows = run_grid(jobs, run_one, what="variants", progress=False)
     assert calls == jobs and rows[["variant", "seed"]].values.tolist() == [["a", 0], ["b", 0], ["b", 1]]
     assert run_grid([], run_one, what="variants", progress=False).empty
+
+
+def test_a_book_figure_is_returned_closed_once_whatever_the_function_drew():
+    import matplotlib.pyplot as plt
+
+    from actiondistill.chapters.kit import book_figure
+
+    @book_figure
+    def axes_only():
+        return plt.subplots()[1]  # an Axes, as seaborn functions return
+
+    before = len(plt.get_fignums())
+    fig = axes_only()
+    assert hasattr(fig, "savefig") and len(plt.get_fignums()) == before  # a Figure, already closed

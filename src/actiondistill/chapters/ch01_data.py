@@ -186,6 +186,7 @@ def run(params: Params) -> Result:
 
 
 # ------------------------------------------------------------------------------------------- figures
+@kit.book_figure
 def class_strips_figure(result: Result) -> Figure:
     """One clip per class (the first of its split), frames sampled uniformly over time."""
     from actiondistill.viz import frame_strips
@@ -194,6 +195,7 @@ def class_strips_figure(result: Result) -> Figure:
         return frame_strips(result.strips["classes"])
 
 
+@kit.book_figure
 def reversal_figure(result: Result) -> Figure:
     """A clip and its time reversal, which carries the partner label."""
     from actiondistill.viz import frame_strips
@@ -205,6 +207,7 @@ def reversal_figure(result: Result) -> Figure:
                             title="A clip and its time reversal carry different labels")
 
 
+@kit.book_figure
 def attributes_figure(result: Result) -> Figure:
     """Counts of each spatial attribute's values, per split."""
     import seaborn as sns
@@ -222,6 +225,7 @@ def attributes_figure(result: Result) -> Figure:
     return grid.figure
 
 
+@kit.book_figure
 def presets_figure(result: Result) -> Figure:
     """The same clip specifications drawn from the `standard` and the `hard` preset."""
     from actiondistill.viz import frame_strips

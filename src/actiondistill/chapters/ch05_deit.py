@@ -93,7 +93,7 @@ class Result:
 def check_dataset(dataset: str, recipe_dataset: str, profile: str) -> bool:
     """Whether the teacher's recipe is on the SynthActions world; refuses a `dataset` that is not the teacher's."""
     synthetic = recipe_dataset not in REAL_DATASETS
-    if (dataset == "synthactions") != synthetic:
+    if dataset != recipe_dataset:
         raise ValueError(f"dataset={dataset!r}, but chapter 2's teacher of profile {profile!r} was trained on "
                          f"{recipe_dataset!r}")
     return synthetic

@@ -366,6 +366,7 @@ def run(params: Params) -> Result:
 
 
 # ------------------------------------------------------------------------------------------- figures
+@kit.book_figure
 def modalities_figure(result: Result) -> Figure:
     """The example clip at a few P-frames: decoded frame, its GOP's I-frame, accumulated MV and residual."""
     from actiondistill.data.compressed_codec import GOP_SIZE
@@ -376,6 +377,7 @@ def modalities_figure(result: Result) -> Figure:
         return frame_strips(result.strips, frame_inches=1.2, title=title)
 
 
+@kit.book_figure
 def pkd_ce_figure(result: Result) -> Figure:
     """The ICs' test top-1 trained with CE or PKD, per network, against its final classifier and chance."""
     import seaborn as sns
@@ -398,6 +400,7 @@ def pkd_ce_figure(result: Result) -> Figure:
     return grid.figure
 
 
+@kit.book_figure
 def controls_figure(result: Result) -> Figure:
     """Every variant's gain over CE, IC by IC, paired by seed (mean and sd over seeds)."""
     import seaborn as sns
@@ -420,6 +423,7 @@ def controls_figure(result: Result) -> Figure:
     return grid.figure
 
 
+@kit.book_figure
 def wise_figure(result: Result) -> Figure:
     """WISE's threshold sweep (accuracy against mean MMACs per clip) over CE- and PKD-trained ICs, beside the
     fixed models: each network's final classifier and CoViAR's fusion."""

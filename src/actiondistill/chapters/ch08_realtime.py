@@ -511,6 +511,7 @@ def _agreement_table(agreement: Mapping[str, Mapping[str, Any]]) -> Styler:
 
 
 # ------------------------------------------------------------------------------------------- figures
+@kit.book_figure
 def sweep_figure(result: Result) -> Figure:
     """Latency against frames (the smallest batch) and throughput against batch, teacher and student."""
     import matplotlib.pyplot as plt
@@ -538,6 +539,7 @@ def sweep_figure(result: Result) -> Figure:
     return fig
 
 
+@kit.book_figure
 def runtime_figure(result: Result) -> Figure:
     """Throughput of the student's video encoder per runtime and batch."""
     import matplotlib.pyplot as plt
@@ -553,6 +555,7 @@ def runtime_figure(result: Result) -> Figure:
     return fig
 
 
+@kit.book_figure
 def realsize_figure(result: Result) -> Figure:
     """The real-size benchmark's FPS per runtime and thread setting (`realsize.plot_realsize_fps`)."""
 
@@ -562,6 +565,7 @@ def realsize_figure(result: Result) -> Figure:
         return plot_realsize_fps(result.realsize)
 
 
+@kit.book_figure
 def over_time_figure(result: Result) -> Figure:
     """The student's probabilities over the recording, a dashed line at each clip's start with its true class."""
     import matplotlib.pyplot as plt
@@ -583,6 +587,7 @@ def over_time_figure(result: Result) -> Figure:
     return fig
 
 
+@kit.book_figure
 def stream_strip_figure(result: Result) -> Figure:
     """The newest frame of some emitted windows, titled with the time and the top-1 label (green: right)."""
     from actiondistill.viz import frame_strips

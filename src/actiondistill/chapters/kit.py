@@ -10,8 +10,9 @@ then the tables and figures of `result`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,24 @@ def figure_style() -> Iterator[None]:
 
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
         yield
+
+
+def book_figure(draw: Callable[..., Any]) -> Callable[..., Figure]:
+    """A chapter's figure function: drawn in the book's style and closed before it is returned, so that a notebook
+    shows it exactly once, as the cell's value (a figure left open would show a second time). A FacetGrid or Axes
+    that `draw` returns is turned into its Figure."""
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Figure:
+        import matplotlib.pyplot as plt
+
+        with figure_style():
+            made = draw(*args, **kwargs)
+        fig = made if hasattr(made, "savefig") else made.figure
+        plt.close(fig)
+        return fig
+
+    return drawn
 
 
 def note_figure(text: str) -> Figure:
