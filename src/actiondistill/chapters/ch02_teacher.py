@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 ORDER_BLIND = ("actionclip-meanp", "vificlip")
 
 
-def _smoke_pretrain() -> dict[str, Any]:
-    return {"frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
-            "tiny": {"epochs": 1, "batch_size": 48}}
-
-
 @dataclass
 class Params(ChapterParams):
     """Chapter 2's parameters; the defaults are the smoke profile's."""
@@ -47,7 +42,7 @@ class Params(ChapterParams):
     pretrained: str | None = None      # its weights; None: the in-project CLIP pretrained on the world
                                        # (SynthActions only)
     # PretrainConfig overrides ({}: the recipe's own)
-    pretrain: dict[str, Any] = field(default_factory=_smoke_pretrain)
+    pretrain: dict[str, Any] = field(default_factory=kit.smoke_pretrain)
     freeze_image_encoder: bool = True  # embedded: frozen CLIP image encoder + cached frame features; real
                                        # profiles: False
     feature_dtype: str = "bf16"        # precision of the cached frame embeddings (fp32, bf16, fp16)

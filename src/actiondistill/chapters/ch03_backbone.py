@@ -39,9 +39,7 @@ class Params(ChapterParams):
     and the model's input size."""
 
     # PretrainConfig overrides, as in chapter 2
-    pretrain: dict[str, Any] = field(default_factory=lambda: {
-        "frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
-        "tiny": {"epochs": 1, "batch_size": 48}})
+    pretrain: dict[str, Any] = field(default_factory=kit.smoke_pretrain)
     feature_dtype: str = "bf16"     # precision of the cached frame embeddings (fp32, bf16, fp16)
     student_backbone: str = "embedded-tiny"  # the student's CLIP (real data: e.g. TinyCLIP-ViT-39M-16-Text-19M)
     student_pretrained: str | None = None    # its TinyCLIP weights (file or tag); None: the in-project embedded-tiny

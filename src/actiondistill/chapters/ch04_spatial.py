@@ -33,6 +33,7 @@ from actiondistill.chapters.kit import (
     paired_seeds_figure,
     prepare_world,
     same_world,
+    smoke_pretrain,
     spread_column,
 )
 from actiondistill.spatial import experiment as sx
@@ -56,9 +57,7 @@ class Params(ChapterParams):
     """Chapter 4's parameters; the defaults are the smoke profile's. `dataset` must be the data of chapter 2's
     teacher (its record gives the recipe every run here trains with)."""
 
-    pretrain: dict[str, Any] = field(default_factory=lambda: {
-        "frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
-        "tiny": {"epochs": 1, "batch_size": 48}})  # PretrainConfig overrides, as chapter 2
+    pretrain: dict[str, Any] = field(default_factory=smoke_pretrain)  # PretrainConfig overrides, as chapter 2
     feature_dtype: str = "bf16"     # precision of the cached frame embeddings (shared with chapter 2)
     freeze_token_embedding: bool = False  # keep the text tower's token table fixed (a cheaper training step)
     num_frames: int = 4             # frames per clip the student sees (TSN segments)

@@ -42,9 +42,7 @@ class Params(ChapterParams):
     `device` is where missing frame features would be computed (chapter 2 normally did it)."""
 
     pretrained: str | None = None  # the teacher's CLIP weights; None: the in-project CLIP pretrained on the world
-    pretrain: dict[str, Any] = field(default_factory=lambda: {
-        "frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
-        "tiny": {"epochs": 1, "batch_size": 48}})  # PretrainConfig overrides, as chapter 2's
+    pretrain: dict[str, Any] = field(default_factory=kit.smoke_pretrain)  # PretrainConfig overrides, as chapter 2's
     freeze_image_encoder: bool = True  # embedded: frozen CLIP image encoder + cached frame features; real: False
     feature_dtype: str = "bf16"     # precision of the cached frame embeddings (chapter 2's)
     freeze_token_embedding: bool = False  # keep the text tower's token table fixed (a cheaper training step)

@@ -42,9 +42,7 @@ STRIP_WINDOWS = 8
 @dataclass
 class Params(ChapterParams):
     # dataset: the world the demonstration student trains on (SynthActions only: in-project CLIPs)
-    pretrain: dict[str, Any] = field(default_factory=lambda: {
-        "frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
-        "tiny": {"epochs": 1, "batch_size": 48}})  # PretrainConfig overrides, as chapter 2 ({}: the recipe's own)
+    pretrain: dict[str, Any] = field(default_factory=kit.smoke_pretrain)  # as chapter 2 ({}: the recipe's own)
     feature_dtype: str = "bf16"     # precision of the student's cached frame embeddings (fp32, bf16, fp16)
     teacher_backbone: str = "embedded-base"  # the teacher-size CLIP
     student_backbone: str = "embedded-tiny"  # the student-size CLIP

@@ -31,6 +31,13 @@ class Md(str):
     """Text a chapter glues as Markdown (bold, code, links), not as a plain string."""
 
 
+def smoke_pretrain() -> dict[str, Any]:
+    """The smoke profile's CLIP pretraining (`PretrainConfig` overrides): one short epoch per CLIP, enough to run
+    every chapter in seconds. Every chapter that builds the world's CLIPs defaults to it, so that they share one."""
+    return {"frames_per_clip": 2, "eval_frames_per_clip": 1, "base": {"epochs": 1, "batch_size": 48},
+            "tiny": {"epochs": 1, "batch_size": 48}}
+
+
 @dataclass
 class ChapterParams:
     """Base of every chapter's parameters: the fields shared by all chapters; each chapter adds its own.
