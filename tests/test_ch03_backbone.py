@@ -126,8 +126,8 @@ def test_mimic_and_ranking_sentences(runs):
 def test_latency_caption():
     one = pd.DataFrame({"under_load": [False]})
     one.attrs["rounds"] = 1
-    assert ch.latency_caption("a CPU", 1, one) == ("Measured on: a CPU (batch 1, 1 rounds of one call per model, "
-                                                   "1 thread). One round per model: whether other processes "
+    assert ch.latency_caption("a CPU", 1, one) == ("Measured on: a CPU (batch 1, 1 rounds of one call per model "
+                                                   "in turn). One round per model: whether other processes "
                                                    "disturbed the timing was not checked.")
 
 

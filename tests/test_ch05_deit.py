@@ -160,7 +160,7 @@ def test_latency_facts_and_caption():
     assert facts["ch5_temporal_share"] == pytest.approx(100 * 2.5 / 110)
     assert facts["ch5_params_extra_k"] == pytest.approx(66.0)
     caption = ch.latency_caption("a CPU", 3, "No load.", counts)
-    assert caption == ("Measured on: a CPU (batch 1, 3 rounds of one call per model, 1 thread). No load. "
+    assert caption == ("Measured on: a CPU (batch 1, 3 rounds of one call per model in turn). No load. "
                        "Parameters (M): b: single 25.00, two 25.07")
 
 

@@ -423,8 +423,8 @@ def run(params: Params) -> Result:
     xclip_ratio = float(speedup[fastest] / speedup["xclip"])  # from the same rounds' ratios
     facts.add(ch2_fastest=Md(tc.LABELS[fastest]), ch2_fastest_ms=float(summary.loc[fastest, "latency_ms"]),
               ch2_xclip_latency_ratio=xclip_ratio)
-    latency_note = Md(f"Measured on: **{machine}** (batch 1, {p.latency_calls} rounds of one call per model, "
-                      f"1 thread). " + load_note(latency))
+    latency_note = Md(f"Measured on: **{machine}** (batch 1, {p.latency_calls} rounds of one call per model "
+                      f"in turn). " + load_note(latency))
     tables["latency"] = (latency_view(latency, summary.index, p.rule_frames).style.format(precision=1)
                          .hide(axis="index"))
     tables["beside"] = (beside_table(summary, gflops, p.num_frames, p.dataset)

@@ -189,7 +189,7 @@ def latency_caption(machine: str, calls: int, latency: pd.DataFrame) -> str:
     """Where and how the cost table's latencies were measured, and whether load disturbed them."""
     from actiondistill.profiler import load_note
 
-    return (f"Measured on: {machine} (batch 1, {calls} rounds of one call per model, 1 thread). "
+    return (f"Measured on: {machine} (batch 1, {calls} rounds of one call per model in turn). "
             + load_note(latency))
 
 

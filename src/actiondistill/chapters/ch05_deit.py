@@ -283,7 +283,7 @@ def latency_caption(machine: str, calls: int, load_note: str, params: pd.DataFra
     """Where and how the latency was measured, and the models' parameter counts."""
     counts = "; ".join(f"{b}: single {params.loc[b, 'single head']:.2f}, two {params.loc[b, 'two heads']:.2f}"
                        for b in params.index)
-    return (f"Measured on: {machine} (batch 1, {calls} rounds of one call per model, 1 thread). {load_note} "
+    return (f"Measured on: {machine} (batch 1, {calls} rounds of one call per model in turn). {load_note} "
             f"Parameters (M): {counts}")
 
 

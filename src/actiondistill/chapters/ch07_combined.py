@@ -391,7 +391,7 @@ def run(params: Params) -> Result:
     table["number"] = range(1, len(table) + 1)
     machine = kit.machine_label(latency.attrs["environment"], p.latency_device)
     facts.add(ch7_machine=Md(machine), ch7_frames=frames_timed, ch7_models=len(table), ch7_archs=len(specs))
-    note = (f"Measured on: {machine} ({p.latency_calls} rounds of one call per model, 1 thread; throughput at "
+    note = (f"Measured on: {machine} ({p.latency_calls} rounds of one call per model in turn; throughput at "
             f"batch {p.throughput_batch}). {load_note(latency)}")
     tables["models"] = models_table(table, p.throughput_batch, note)
 
