@@ -31,23 +31,26 @@ def layer(top: str) -> int:
     return next((i for i, names in enumerate(LAYERS) if top in names), len(LAYERS))
 
 
-def imported(path: Path) -> set[tuple[str, int]]:
-    """(top-level name, line) of every package module `path` imports or names in a string (importlib targets)."""
-    found = set()
+def named_modules(path: Path, strings: bool = True) -> list[tuple[str, int]]:
+    """(dotted name, line) of every module `path` imports, and with `strings` every string constant (importlib
+    targets), so that the checks below read one walk of the syntax tree."""
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = ([f"actiondistill.{a.name}" for a in node.names] if node.module == "actiondistill"
-                     else [node.module])
+            names = ([f"{node.module}.{a.name}" for a in node.names] if node.module.count(".") < 2
+                     and node.module.startswith("actiondistill") else [node.module])
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str):
             names = [node.value]
-        for name in names:
-            match = _NAME.match(name)
-            if match:
-                found.add((match.group(1), node.lineno))
+        found.extend((name, node.lineno) for name in names)
     return found
+
+
+def imported(path: Path) -> set[tuple[str, int]]:
+    """(top-level name, line) of every package module `path` imports or names in a string (importlib targets)."""
+    return {(match.group(1), line) for name, line in named_modules(path) if (match := _NAME.match(name))}
 
 
 def modules() -> list[Path]:
@@ -76,19 +79,8 @@ CHAPTER = re.compile(r"^actiondistill\.chapters\.(ch\d\d_\w+)")
 
 def chapter_modules_imported(path: Path) -> set[tuple[str, int]]:
     """(chapter module, line) of every `actiondistill.chapters.chNN_*` module `path` imports."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = ([f"{node.module}.{a.name}" for a in node.names] if node.module == "actiondistill.chapters"
-                     else [node.module])
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        for name in names:
-            match = CHAPTER.match(name)
-            if match:
-                found.add((match.group(1), node.lineno))
-    return found
+    return {(match.group(1), line) for name, line in named_modules(path, strings=False)
+            if (match := CHAPTER.match(name))}
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

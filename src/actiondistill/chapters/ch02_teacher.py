@@ -344,13 +344,7 @@ def run(params: Params) -> Result:
     facts.add(ch2_clip_reused=world.provenance() if p.pretrained is None else Md(f"given as `{p.pretrained}`"))
     features = None
     if p.freeze_image_encoder:
-        from actiondistill.frame_cache import FrameFeatureCache
-
-        if world.manifest is None:
-            raise ValueError("freeze_image_encoder=True caches features of a SynthActions manifest; the real-data "
-                             "profiles fine-tune end to end (freeze_image_encoder=False)")
-        cache = FrameFeatureCache(world.manifest, p.backbone, weights, p.size, device=p.device,
-                                  dtype=p.feature_dtype, progress=False)
+        cache = kit.frame_cache(world, p.backbone, weights, p.size, p.device, p.feature_dtype)
         features, computed = cache.get(), cache.computed
         agreement = cache.agreement(features)
         facts.add(ch2_feature_dtype=Md(p.feature_dtype), ch2_feature_agreement=agreement,

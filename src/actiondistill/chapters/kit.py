@@ -166,16 +166,22 @@ def prepare_world(params: ChapterParams, pretrain: Mapping[str, Any] | None = No
     return World(manifest, ensure_embedded_clips(manifest, cfg, progress=False))
 
 
-def frame_features(world: World, backbone: str, weights: str | Path, size: int, device: str = "cpu",
-                   dtype: str = "bf16") -> tuple[Any, bool]:
-    """The cached frame embeddings of every clip of the world under one CLIP image encoder (`frame_cache`), and
-    whether this call computed them (False: reused from an earlier chapter or run)."""
+def frame_cache(world: World, backbone: str, weights: str | Path, size: int, device: str = "cpu",
+                dtype: str = "bf16") -> Any:
+    """The `frame_cache.FrameFeatureCache` of every clip of the world under one CLIP image encoder."""
     from actiondistill.frame_cache import FrameFeatureCache
 
     if world.manifest is None:
         raise ValueError("frame features are cached for a SynthActions manifest; the real-data profiles fine-tune "
                          "end to end (freeze_image_encoder=False)")
-    cache = FrameFeatureCache(world.manifest, backbone, weights, size, device=device, dtype=dtype, progress=False)
+    return FrameFeatureCache(world.manifest, backbone, weights, size, device=device, dtype=dtype, progress=False)
+
+
+def frame_features(world: World, backbone: str, weights: str | Path, size: int, device: str = "cpu",
+                   dtype: str = "bf16") -> tuple[Any, bool]:
+    """The cached frame embeddings (`frame_cache`), and whether this call computed them (False: reused from an
+    earlier chapter or run)."""
+    cache = frame_cache(world, backbone, weights, size, device, dtype)
     return cache.get(), cache.computed
 
 
