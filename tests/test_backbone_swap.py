@@ -20,6 +20,7 @@ from actiondistill.engine.runs import run_datasets, summarise
 from actiondistill.evaluate import class_texts_of
 from actiondistill.frame_cache import FrameFeatureCache
 from actiondistill.models import create_backbone, make_inherited, read_state_dict, visual_parameter_count
+from actiondistill.stats import paired_by_seed
 
 TINY = "test-micro-swap-tiny"
 TINY_CFG = {
@@ -97,43 +98,43 @@ def summary(runs):
 
 def test_comparisons_follow_the_paired_noise_rule(summary, runs):
     assert list(summary.index) == ["teacher", "tinyclip", "inherited", "random"]
-    drop = bs.compare(runs, "teacher", "tinyclip")  # per-seed differences 20, 21, 22: se 0.58
-    assert drop["gap"] == pytest.approx(21.0) and drop["spread"] == pytest.approx(2 / 3 ** 0.5)
-    assert drop["beyond"] is True and drop["seeds"] == 3
-    close = bs.compare(runs, "tinyclip", "inherited")  # 2, 0, -2
-    assert close["gap"] == pytest.approx(0.0) and close["beyond"] is False
-    assert bs.compare(runs, "tinyclip", "random")["beyond"] is None  # one shared seed: no spread
+    drop = paired_by_seed(runs, "init", "teacher", "tinyclip")  # per-seed differences 20, 21, 22: se 0.58
+    assert drop.mean == pytest.approx(21.0) and drop.margin == pytest.approx(2 / 3 ** 0.5)
+    assert drop.beyond is True and drop.seeds == 3
+    close = paired_by_seed(runs, "init", "tinyclip", "inherited")  # 2, 0, -2
+    assert close.mean == pytest.approx(0.0) and close.beyond is False
+    assert paired_by_seed(runs, "init", "tinyclip", "random").beyond is None  # one shared seed: no spread
     assert "beyond noise (two standard errors of the difference paired over 3 seeds: 1.2 points)" in \
-        bs.spread_phrase(drop)
-    assert "within noise" in bs.spread_phrase(close)
+        drop.against_noise()
+    assert "within noise" in close.against_noise()
     # seeds that move both inits alike (sd 10 each) hide nothing from the paired rule: every seed shows +3
     alike = pd.DataFrame({"init": ["tinyclip"] * 3 + ["inherited"] * 3, "seed": [0, 1, 2] * 2,
                           "top1": [60.0, 70.0, 80.0, 57.0, 67.0, 77.0]})
-    paired = bs.compare(alike, "tinyclip", "inherited")
-    assert paired["gap"] == pytest.approx(3.0) and paired["beyond"] is True
+    paired = paired_by_seed(alike, "init", "tinyclip", "inherited")
+    assert paired.mean == pytest.approx(3.0) and paired.beyond is True
 
 
 def test_thesis_verdict_follows_the_numbers(runs):
-    drop = bs.compare(runs, "teacher", "tinyclip")
+    drop = paired_by_seed(runs, "init", "teacher", "tinyclip")
     assert bs.thesis_verdict(2.0, drop).endswith("so ours reproduces both.")
     assert "not steep" in bs.thesis_verdict(1.2, drop) and "accuracy drop but not the speed-up" in \
         bs.thesis_verdict(1.2, drop)
-    same = bs.compare(runs, "tinyclip", "inherited")
+    same = paired_by_seed(runs, "init", "tinyclip", "inherited")
     assert bs.thesis_verdict(2.0, same).endswith("the speed-up but not the accuracy drop.")
-    better = bs.compare(runs, "tinyclip", "teacher")  # the 'student' above the 'teacher'
+    better = paired_by_seed(runs, "init", "tinyclip", "teacher")  # the 'student' above the 'teacher'
     assert "*more* accurate" in bs.thesis_verdict(2.0, better)
-    assert "confirm the speed-up only" in bs.thesis_verdict(2.0, bs.compare(runs, "teacher", "random"))
+    assert "confirm the speed-up only" in bs.thesis_verdict(2.0, paired_by_seed(runs, "init", "teacher", "random"))
 
 
 def test_best_init_and_its_margin(summary, runs):
     best = bs.best_init(summary, runs)
     # tinyclip and inherited tie on top-1 (61.0); zero-shot breaks the tie; the teacher is never a candidate
     assert best["init"] == "tinyclip" and best["ranking"] == ["tinyclip", "inherited", "random"]
-    assert best["margin"]["b"] == "inherited" and best["margin"]["beyond"] is False
+    assert best["ranking"][1] == "inherited" and best["margin"].beyond is False
     assert "no initialisation clearly wins" in bs.winner_sentence(best)
     lower = runs.assign(top1=runs["top1"] - 11.0 * (runs["init"] == "inherited"))
     clear = bs.best_init(bs.summarise(lower), lower, ["tinyclip", "inherited"])
-    assert clear["margin"]["gap"] == pytest.approx(11.0)
+    assert clear["margin"].mean == pytest.approx(11.0)
     assert bs.winner_sentence(clear).startswith("TinyCLIP-distilled wins: 11.0 points")
     assert "provisional" in bs.winner_sentence(bs.best_init(summary, runs, ["tinyclip", "random"]))  # one seed
     assert bs.best_init(summary, runs, ["random"])["margin"] is None
@@ -213,6 +214,9 @@ def test_swap_end_to_end(manifest, micro, tiny, tmp_path):  # noqa: F811
     assert saved["best"]["model"]["backbone"] == TINY and saved["best"]["model"]["name"] == "actionclip-transf"
     assert saved["best"]["model"]["pretrained"] == inits[best["init"]].pretrained
     assert Path(saved["best"]["weights"]["0"]).is_file()
+    margin = saved["best"]["margin"]  # the record's shape: winner a minus runner-up b
+    assert set(margin) == {"a", "b", "metric", "gap", "spread", "beyond", "seeds"}
+    assert (margin["a"], margin["b"]) == tuple(best["ranking"][:2]) and margin["gap"] == best["margin"].mean
     assert saved["summary"][0]["top1_std"] is not None and saved["summary"][1]["top1_std"] is None  # NaN -> null
     with pytest.raises(FileNotFoundError, match="03_backbone"):
         bs.read_results("nowhere", results)

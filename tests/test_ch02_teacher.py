@@ -100,6 +100,9 @@ def test_the_recipe_validates_on_synthactions_and_on_real_data():
     table = ch.recipe_table(real, seeds, epochs).set_index("setting")["value"]
     assert table["validation every (epochs)"] == "no validation" and table["training logit scale"] == "100 at the start"
     assert table["fusion / X-CLIP modules lr"] == pytest.approx(1e-3) and table["image encoder"] == "frozen"
+    assert synthetic.optim.amp_dtype == "float16" and table["training precision"].startswith("fp32 on a CPU")
+    bf16 = from_dict(ch.recipe(ch.Params(amp_dtype="bfloat16"), "/w/manifest.json", "/w/base.pt"))
+    assert bf16.optim.amp_dtype == "bfloat16"
 
 
 def test_training_costs_compare_xclips_epoch_on_pixels_with_the_cached_ones():

@@ -4,6 +4,7 @@ runs (synthetic tables; the experiment itself is tested in test_backbone_swap.py
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from actiondistill import backbone_swap as bs
 from actiondistill.chapters import ch03_backbone as ch
 from actiondistill.chapters import kit
 from actiondistill.chapters.kit import World
+from actiondistill.stats import paired_by_seed
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
@@ -87,7 +89,7 @@ def test_accuracy_cells_and_table(runs):
     assert cells[0] == "82.0 ± 2.0  [80.0, 84.0]" and cells[-1] == "30.0  (one seed)"
     unmeasured = summary.assign(zs_top1_mean=math.nan, zs_top1_std=math.nan)
     assert kit.spread_column(unmeasured, "zs_top1") == [""] * 4  # no held-out classes: blank, not "nan"
-    gaps = {n: bs.compare(runs, "teacher", n) for n in ("tinyclip", "inherited", "random")}
+    gaps = {n: paired_by_seed(runs, "init", "teacher", n) for n in ("tinyclip", "inherited", "random")}
     table = ch.accuracy_table(summary, gaps, "big", "small").data
     assert list(table["CLIP"]) == ["big", "small", "small", "small"]
     assert list(table["drop beyond noise"]) == ["", "yes", "yes", "one seed"]
@@ -98,13 +100,14 @@ def test_accuracy_cells_and_table(runs):
 
 def test_thesis_sentences(runs):
     assert ch.thesis_student(["random", "tinyclip"]) == "tinyclip" and ch.thesis_student(["random"]) == "random"
-    drop, zs = bs.compare(runs, "teacher", "tinyclip"), bs.compare(runs, "teacher", "tinyclip", "zs_top1")
+    drop = paired_by_seed(runs, "init", "teacher", "tinyclip")
+    zs = paired_by_seed(runs, "init", "teacher", "tinyclip", "zs_top1")
     text = ch.thesis_text(2.0, drop, zs, "tinyclip")
     assert text.startswith(bs.thesis_verdict(2.0, drop))
     assert "Zero-shot, the TinyCLIP-distilled student scores -11.0 points against the teacher, beyond noise" in text
-    none = ch.thesis_text(2.0, drop, {**zs, "gap": math.nan}, "tinyclip")
+    none = ch.thesis_text(2.0, drop, replace(zs, mean=math.nan), "tinyclip")
     assert none == bs.thesis_verdict(2.0, drop)  # zero-shot not measured: no sentence
-    assert "scores +0.0 points" in ch.thesis_text(2.0, drop, {**zs, "gap": 0.0}, "tinyclip")  # never -0.0
+    assert "scores +0.0 points" in ch.thesis_text(2.0, drop, replace(zs, mean=0.0), "tinyclip")  # never -0.0
 
 
 def test_mimic_and_ranking_sentences(runs):

@@ -15,7 +15,7 @@ import yaml
 
 from actiondistill.chapters import ch04_spatial as ch
 from actiondistill.spatial import experiment as sx
-from actiondistill.stats import paired_difference
+from actiondistill.stats import paired_by_seed, paired_difference
 
 matplotlib.use("Agg")
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -126,6 +126,32 @@ def test_the_rule_is_chosen_on_validation_only_where_there_is_one():
 def runs_of(tops: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame([{"setting": name, "seed": seed, "top1": top1} for name, values in tops.items()
                          for seed, top1 in enumerate(values)])
+
+
+def test_the_headline_pairs_by_seed_and_records_the_noise_rules_verdict():
+    runs = pd.DataFrame({"setting": ["a", "b"] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                         "top1": [10.0, 15.0, 20.0, 24.0, 30.0, 36.0]})
+    gain = paired_by_seed(runs, "setting", "b", "a")
+    assert gain.per_seed == {0: 5.0, 1: 4.0, 2: 6.0}  # paired by seed, not by row order
+    helps = ch.gain_record(gain, gain.sentence("spatial distillation"))
+    assert set(helps) == {"mean", "std", "se", "seeds", "helps", "hurts", "verdict"}  # what chapter 7 reads
+    assert helps["helps"] and not helps["hurts"] and helps["verdict"].endswith(": a measurable gain")
+    assert helps["mean"] == pytest.approx(5.0) and helps["se"] == pytest.approx(1 / math.sqrt(3))
+    assert ch.capitalised(helps["verdict"]).startswith("Spatial distillation (+5.0 points, paired over 3 seed(s)) "
+                                                       "is more than two standard errors (1.2) above zero")
+    loss = paired_by_seed(runs, "setting", "a", "b")
+    hurts = ch.gain_record(loss, loss.sentence("it"))
+    assert hurts["hurts"] and hurts["verdict"].endswith(": a measurable loss")
+    noisy = paired_difference(pd.Series([5.0, -4.0, 1.0]))
+    flat = ch.gain_record(noisy, noisy.sentence("it"))
+    assert not flat["helps"] and not flat["hurts"] and "no measurable difference" in flat["verdict"]
+    assert paired_difference(gain.per_seed, points=6.0).verdict == "none"  # a minimum effect size raises the bar
+    single = paired_difference(pd.Series([3.0]))
+    assert not ch.gain_record(single, "")["helps"]
+    assert single.sentence("the method") == ("the method (+3.0 points, paired over 1 seed(s)) is not judged: one "
+                                             "seed gives no spread")
+    with pytest.raises(ValueError, match="no runs with setting 'missing'"):
+        paired_by_seed(runs, "setting", "b", "missing")
 
 
 def test_an_ablation_is_described_by_its_best_and_worst_setting_and_the_noise_rule():

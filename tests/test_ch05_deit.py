@@ -12,6 +12,7 @@ import yaml
 
 from actiondistill.chapters import ch05_deit as ch
 from actiondistill.deit import experiment as dx
+from actiondistill.stats import paired_by_seed
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
@@ -103,10 +104,12 @@ def test_cost_note_names_reused_runs_and_the_extra_training_time():
 def test_best_student_ignores_the_single_head_and_verdicts_are_worded():
     summary = summary_of(runs_of({"single": [90.0], "gt": [50.0], "hard": [60.0], "soft": [60.0]}))
     assert ch.best_student(summary) == "hard"  # the first of a tie, never the (better) single head
-    assert ch.verdict_phrase("unknown") == "with one seed there is no spread to judge this by"
-    assert ch.verdict_phrase("gain").startswith("more than two standard errors above")
-    with pytest.raises(KeyError):
-        ch.verdict_phrase("maybe")
+    # the best student against the single head, worded by the noise rule (the glued ch5_best_verdict)
+    one = paired_by_seed(runs_of({"single": [90.0], "hard": [60.0]}), "variant", "hard", "single")
+    assert one.phrase() == "not judged: one seed gives no spread"
+    gain = paired_by_seed(runs_of({"single": [10.0, 11.0, 12.0], "hard": [13.0, 13.0, 16.0]}), "variant", "hard",
+                          "single")
+    assert gain.phrase() == "more than two standard errors (1.2) above zero"
 
 
 def test_heads_gap_and_max_std():
@@ -180,7 +183,8 @@ def test_figures(tmp_path):
     runs = runs_of({"single": [5.0, 7.0], "gt": [6.0, 10.0], "hard": [6.0, 8.0]})
     params = ch.Params(seeds=[0, 1], latency_backbones=["b"])
     result = ch.Result(params=params, choice={"label": "T"}, base=TrainConfig(), teacher_row={"top1_mean": 6.0},
-                       classes=5, soft_alpha=0.8, runs=runs, summary=summary_of(runs), headline={}, attribution={},
+                       classes=5, soft_alpha=0.8, runs=runs, summary=summary_of(runs),
+                       headline=paired_by_seed(runs, "variant", "gt", "single"), attribution={},
                        differences=ch.paired_differences(runs, ch.comparisons(params.variants)),
                        latency=latency_of(), machine="", best={}, path=tmp_path)
     for figure in (ch.heads_figure, ch.attribution_figure, ch.latency_figure):

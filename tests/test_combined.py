@@ -326,7 +326,7 @@ def test_deit_setting_findings_and_reported():
             for s, x in enumerate(xs)]
     record = {"runs": runs, "alpha": 0.5, "tau": 1.0, "soft_alpha": 0.9, "fusion_layers": 2}
     setting = cx.deit_setting(record)
-    assert setting["variant"] == "hard" and setting["uses_teacher"] and setting["vs_single"]["verdict"] == "loss"
+    assert setting["variant"] == "hard" and setting["uses_teacher"] and setting["vs_single"].verdict == "loss"
     assert setting["top1_mean"] == pytest.approx(19.0) and setting["soft_alpha"] == 0.9
     with pytest.raises(ValueError, match="no two-headed variant"):
         cx.deit_setting({**record, "runs": [r for r in runs if r["variant"] == "single"]})
@@ -336,7 +336,7 @@ def test_deit_setting_findings_and_reported():
     assert text.startswith("Chapter 4 ran one seed") and "fell below the single head" in text
     assert "regardless" in text
     helped = {"headline": {"helps": True, "gain": {"seeds": 3, "mean": 2.0, "hurts": False}}}
-    gain = {**setting, "vs_single": {**setting["vs_single"], "verdict": "gain", "mean": 1.5}}
+    gain = {**setting, "vs_single": replace(setting["vs_single"], verdict="gain", mean=1.5)}
     text = cx.earlier_findings(helped, gain)
     assert "helped (+2.0 points" in text and text.endswith("Both are combined with the swap.")
 

@@ -16,6 +16,7 @@ from actiondistill import teacher_choice as tc
 from actiondistill.config import ObjectiveConfig, TrainConfig, to_dict
 from actiondistill.deit import experiment as dx
 from actiondistill.engine.runs import train_and_evaluate
+from actiondistill.stats import paired_by_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,18 +101,18 @@ def test_attribution_decides_from_paired_differences(values, source):
     assert result["conclusion"] in result["sentence"]
 
 
-def test_paired_effect_and_its_verdicts():
+def test_paired_differences_of_variants_and_their_verdicts():
     runs = runs_of({"single": [10, 11, 12], "gt": [13, 13, 16]})
-    effect = dx.paired_effect(runs, "gt", "single")
-    assert effect["per_seed"] == {0: 3.0, 1: 2.0, 2: 4.0} and effect["mean"] == pytest.approx(3.0)
-    assert effect["std"] == pytest.approx(1.0) and effect["verdict"] == "gain"  # 3 > 2 * 1 / sqrt(3)
-    assert dx.paired_effect(runs, "single", "gt")["verdict"] == "loss"
-    one = dx.paired_effect(runs_of({"single": [10], "gt": [20]}), "gt", "single")
-    assert one["verdict"] == "unknown" and math.isnan(one["std"])
+    effect = paired_by_seed(runs, "variant", "gt", "single")
+    assert effect.per_seed == {0: 3.0, 1: 2.0, 2: 4.0} and effect.mean == pytest.approx(3.0)
+    assert effect.std == pytest.approx(1.0) and effect.verdict == "gain"  # 3 > 2 * 1 / sqrt(3)
+    assert paired_by_seed(runs, "variant", "single", "gt").verdict == "loss"
+    one = paired_by_seed(runs_of({"single": [10], "gt": [20]}), "variant", "gt", "single")
+    assert one.verdict == "unknown" and math.isnan(one.std)
     single_seed = dx.attribution(runs_of({"single": [10], "gt": [20], "hard": [20]}))
     assert single_seed["source"] == "undetermined" and "one seed" in single_seed["sentence"]
     with pytest.raises(ValueError, match="'soft'"):
-        dx.paired_effect(runs, "soft", "single")
+        paired_by_seed(runs, "variant", "soft", "single")
     with pytest.raises(ValueError, match="teacher variant"):
         dx.attribution(runs)
 
@@ -173,6 +174,10 @@ def test_ablation_end_to_end(features, manifest, micro, tmp_path):  # noqa: F811
     record = dx.read_results("unit", tmp_path / "results")
     assert record["best"]["variant"] in dx.VARIANTS and record["profile"] == "unit"
     assert record["attribution"]["source"] in ("heads", "teacher", "both", "neither")  # two seeds: decided
+    heads = record["attribution"]["heads"]  # the record's shape: the comparison named, `as_dict`, its phrase
+    assert (heads["variant"], heads["reference"], heads["metric"], heads["seeds"]) == ("gt", "single", "top1", 2)
+    assert {"mean", "std", "se", "verdict", "min", "max", "per_seed", "phrase"} <= set(heads)
+    assert record["attribution"]["teacher"]["reference"] == "gt"
     assert len(record["runs"]) == 6 and json.loads(text)["teacher"]["model"]["name"] == "actionclip-transf"
     with pytest.raises(FileNotFoundError, match="05_deit"):
         dx.read_results("nowhere", tmp_path / "results")

@@ -1,5 +1,5 @@
-"""Chapter 4's experiment: settings and ablations, the student's architecture, the selection rule, the effect verdict,
-the reliability table, one small end-to-end run of settings x seeds on cached features, and the results record."""
+"""Chapter 4's experiment: settings and ablations, the student's architecture, the selection rule, the reliability
+table, one small end-to-end run of settings x seeds on cached features, and the results record."""
 
 from __future__ import annotations
 
@@ -66,25 +66,6 @@ def test_student_keeps_a_trainable_fusion_else_falls_back():
 
 
 # ---------------------------------------------------------------------------------------------- judging results
-def test_paired_gains_and_the_effect_verdict():
-    runs = pd.DataFrame({"setting": ["a", "b"] * 3, "seed": [0, 0, 1, 1, 2, 2],
-                         "top1": [10.0, 15.0, 20.0, 24.0, 30.0, 36.0]})
-    gains = sx.paired_gains(runs, "b", "a")
-    assert gains.to_dict() == {0: 5.0, 1: 4.0, 2: 6.0}  # paired by seed, not by row order
-    helps = sx.effect(gains)
-    assert helps["helps"] and not helps["hurts"] and "helps here" in helps["verdict"]
-    assert helps["mean"] == pytest.approx(5.0) and helps["se"] == pytest.approx(1 / math.sqrt(3))
-    hurts = sx.effect(-gains)
-    assert hurts["hurts"] and "hurts here" in hurts["verdict"]
-    noisy = sx.effect(pd.Series([5.0, -4.0, 1.0]))
-    assert not noisy["helps"] and not noisy["hurts"] and "does not measurably help" in noisy["verdict"]
-    assert not sx.effect(gains, points=6.0)["helps"]  # a minimum effect size raises the bar
-    single = sx.effect(pd.Series([3.0]), what="the method")
-    assert not single["helps"] and "cannot say whether the method helps" in single["verdict"]
-    with pytest.raises(ValueError, match="both"):
-        sx.paired_gains(runs, "b", "missing")
-
-
 def test_selection_uses_validation_and_only_framework_multitask_settings():
     table = pd.DataFrame({"weight": [0.0, 1.0, 3.0, 1.0], "source": ["clip", "clip", "clip", "ground_truth"],
                           "val_top1_mean": [90.0, 40.0, 50.0, 99.0], "top1_mean": [0.0, 99.0, 1.0, 0.0]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -50,6 +51,26 @@ def test_the_sentence_says_the_verdict_in_words():
         "PKD's gain (+0.7 points, paired over 3 seed(s)) is within two standard errors (2.9) of zero: no measurable "
         "difference")
     assert paired_difference({0: 2.0}).sentence("it").endswith("is not judged: one seed gives no spread")
+
+
+def test_described_adds_the_spread_for_sentences_that_name_the_comparison():
+    assert paired_difference({0: 3.0, 1: 2.0, 2: 4.0}).described() == (
+        "+3.0 points (paired over 3 seed(s), sd 1.0), more than two standard errors (1.2) above zero: a measurable "
+        "gain")
+    assert paired_difference({0: 2.0}).described() == ("+2.0 points (paired over 1 seed(s)), not judged: one seed "
+                                                       "gives no spread")
+    with pytest.raises(KeyError):  # a verdict the rule never gives has no words
+        replace(paired_difference({0: 2.0}), verdict="maybe").described()
+
+
+def test_against_noise_judges_without_a_side():
+    drop = paired_difference({0: 20.0, 1: 21.0, 2: 22.0})
+    assert drop.against_noise() == ("beyond noise (two standard errors of the difference paired over 3 seeds: "
+                                    "1.2 points)")
+    rise = paired_difference({0: 20.0, 1: 21.0, 2: 22.0}, {0: 40.0, 1: 42.0, 2: 44.0})
+    assert rise.against_noise() == drop.against_noise()  # either side reads the same: the sentence says which way
+    assert paired_difference({0: 2.0, 1: 0.0, 2: -2.0}).against_noise().startswith("within noise")
+    assert paired_difference({0: 2.0}).against_noise() == "with one seed, so no spread to judge it against"
 
 
 def test_a_metric_the_runs_lack_is_not_judged():

@@ -255,6 +255,18 @@ def test_amp_on_cpu_is_bf16_only_and_bad_settings_fail(tmp_path):
         make_trainer(tmp_path, val=False, **{"objective.name": "nope"})
 
 
+def test_cpu_steps_use_the_fused_adamw_and_the_plain_attention_kernel(tmp_path):
+    from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends
+
+    trainer = make_trainer(tmp_path, val=False)
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)  # not the per-tensor CPU default
+    backends = []
+    trainer.model.register_forward_hook(lambda module, args, out: backends.append(_cur_sdpa_kernel_backends()))
+    trainer.fit()
+    assert backends and all(b == [SDPBackend.MATH] for b in backends)
+    assert SDPBackend.FLASH_ATTENTION in _cur_sdpa_kernel_backends()  # restored after the step
+
+
 def test_builtin_objectives():
     assert {"actionclip", "cross_entropy"} <= set(list_objectives())
     data = TensorVideoDataset(6)

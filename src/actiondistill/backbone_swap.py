@@ -35,6 +35,7 @@ from actiondistill.config import TrainConfig, from_dict, to_dict
 from actiondistill.engine.runs import grid, run_grid, train_and_evaluate
 from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json, json_nulls, read_json
+from actiondistill.stats import PairedDifference, paired_by_seed
 
 #: The initialisations of the student's CLIP, in the order tables list them.
 INITS = ("tinyclip", "inherited", "random")
@@ -234,46 +235,27 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1")) 
     return table
 
 
-def compare(runs: pd.DataFrame, a: str, b: str, metric: str = "top1") -> dict[str, Any]:
-    """`a` minus `b` in `metric`, the runs (one row per init and seed) paired by seed and judged by the book's noise
-    rule (`stats.paired_difference`): `gap` the mean per-seed difference, `spread` two standard errors of it,
-    `beyond` whether the gap exceeds them (None with one shared seed)."""
-    from actiondistill.stats import paired_by_seed
-
-    diff = paired_by_seed(runs, "init", a, b, metric)
-    return {"a": a, "b": b, "metric": metric, "gap": diff.mean, "spread": diff.margin, "beyond": diff.beyond,
-            "seeds": diff.seeds}
-
-
-def spread_phrase(comparison: Mapping[str, Any]) -> str:
-    """'beyond noise (two standard errors, paired over 3 seeds: 2.1 points)' and its variants, for `compare`."""
-    if comparison["beyond"] is None:
-        return "with one seed, so no spread to judge it against"
-    relation = "beyond" if comparison["beyond"] else "within"
-    return (f"{relation} noise (two standard errors of the difference paired over {comparison['seeds']} seeds: "
-            f"{comparison['spread']:.1f} points)")
-
-
-def thesis_verdict(speedup: float, comparison: Mapping[str, Any]) -> str:
+def thesis_verdict(speedup: float, comparison: PairedDifference) -> str:
     """Whether our swap shows what the thesis saw: a steep latency drop and a clear accuracy drop.
 
-    `comparison` is `compare(runs, "teacher", student)`: a positive gap is an accuracy drop. The latency drop
-    is steep from STEEP_SPEEDUP; the accuracy drop is clear when the book's noise rule counts it.
+    `comparison` is teacher minus student, paired by seed (`stats.paired_by_seed` on the init column): a positive
+    mean is an accuracy drop. The latency drop is steep from STEEP_SPEEDUP; the accuracy drop is clear when the
+    book's noise rule counts it.
     """
     steep = speedup >= STEEP_SPEEDUP
-    gap, beyond = comparison["gap"], comparison["beyond"]
+    gap, beyond, noise = comparison.mean, comparison.beyond, comparison.against_noise()
     change = -gap or 0.0  # the student's change, never printed as -0.0
     latency = (f"the latency drop is {'steep' if steep else 'not steep'} ({speedup:.2f}x faster; we call "
                f"{STEEP_SPEEDUP:g}x steep)")
     if beyond is None:
-        accuracy = f"the accuracy changes by {change:+.1f} points, {spread_phrase(comparison)}"
+        accuracy = f"the accuracy changes by {change:+.1f} points, {noise}"
         clear = None
     elif beyond and gap > 0:
-        accuracy, clear = f"the accuracy drop ({gap:.1f} points) is {spread_phrase(comparison)}", True
+        accuracy, clear = f"the accuracy drop ({gap:.1f} points) is {noise}", True
     elif beyond:
-        accuracy, clear = f"the student is *more* accurate, by {change:.1f} points, {spread_phrase(comparison)}", False
+        accuracy, clear = f"the student is *more* accurate, by {change:.1f} points, {noise}", False
     else:
-        accuracy, clear = f"the accuracy change ({change:+.1f} points) is {spread_phrase(comparison)}", False
+        accuracy, clear = f"the accuracy change ({change:+.1f} points) is {noise}", False
     if clear is None:
         outcome = "ours can confirm the speed-up only" if steep else "ours confirms neither part"
     elif steep and clear:
@@ -290,14 +272,14 @@ def thesis_verdict(speedup: float, comparison: Mapping[str, Any]) -> str:
 
 def best_init(summary: pd.DataFrame, runs: pd.DataFrame, inits: Sequence[str] | None = None) -> dict[str, Any]:
     """The initialisation with the highest mean closed-set top-1 (`summary`; zero-shot breaks exact ties), and its
-    margin over the runner-up (`compare` on `runs`; None with a single initialisation)."""
+    margin over the runner-up (`ranking[1]`), paired by seed on `runs` (None with a single initialisation)."""
     candidates = [i for i in (inits or summary.index) if i != "teacher"]
     if not candidates:
         raise ValueError("best_init: no student initialisation in the summary")
     ranked = summary.loc[candidates].sort_values(["top1_mean", "zs_top1_mean"], ascending=False,
                                                  na_position="last")
     order = [str(i) for i in ranked.index]
-    margin = compare(runs, order[0], order[1]) if len(order) > 1 else None
+    margin = paired_by_seed(runs, "init", order[0], order[1]) if len(order) > 1 else None
     return {"init": order[0], "ranking": order, "margin": margin}
 
 
@@ -307,15 +289,15 @@ def winner_sentence(best: Mapping[str, Any]) -> str:
     margin = best["margin"]
     if margin is None:
         return f"Only one initialisation was trained ({winner})."
-    runner_up = LABELS[margin["b"]]
-    if margin["beyond"] is None:
-        return (f"{winner} has the highest mean closed-set top-1, {margin['gap']:.1f} points above {runner_up}, "
-                f"{spread_phrase(margin)}: the winner is provisional.")
-    if not margin["beyond"]:
-        return (f"{winner} has the highest mean closed-set top-1, {margin['gap']:.1f} points above {runner_up}, "
-                f"{spread_phrase(margin)}: no initialisation clearly wins.")
-    return (f"{winner} wins: {margin['gap']:.1f} points of closed-set top-1 above {runner_up}, "
-            f"{spread_phrase(margin)}.")
+    runner_up = LABELS[best["ranking"][1]]
+    if margin.beyond is None:
+        return (f"{winner} has the highest mean closed-set top-1, {margin.mean:.1f} points above {runner_up}, "
+                f"{margin.against_noise()}: the winner is provisional.")
+    if not margin.beyond:
+        return (f"{winner} has the highest mean closed-set top-1, {margin.mean:.1f} points above {runner_up}, "
+                f"{margin.against_noise()}: no initialisation clearly wins.")
+    return (f"{winner} wins: {margin.mean:.1f} points of closed-set top-1 above {runner_up}, "
+            f"{margin.against_noise()}.")
 
 
 def latency_table(model: Mapping[str, Any], teacher_backbone: str, student_backbone: str,
@@ -379,6 +361,17 @@ def results_path(profile: str, results_dir: str | os.PathLike | None = None) -> 
     return record_path("backbone_swap", profile, results_dir)
 
 
+def _margin_record(best: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`best_init`'s margin as the record has always kept it: winner `a` minus runner-up `b` in closed-set top-1,
+    `gap` its mean, `spread` two standard errors, `beyond` the noise rule's judgement (None with one seed)."""
+    margin = best["margin"]
+    if margin is None:
+        return None
+    a, b = best["ranking"][:2]
+    return {"a": a, "b": b, "metric": "top1", "gap": margin.mean, "spread": margin.margin, "beyond": margin.beyond,
+            "seeds": margin.seeds}
+
+
 def write_results(path: str | os.PathLike, choice: Mapping[str, Any], inits: Mapping[str, InitBackbone],
                   runs: pd.DataFrame, summary: pd.DataFrame, latency: pd.DataFrame, best: Mapping[str, Any],
                   base: TrainConfig, extra: Mapping[str, Any] | None = None) -> Path:
@@ -398,7 +391,7 @@ def write_results(path: str | os.PathLike, choice: Mapping[str, Any], inits: Map
             "model": {**choice["model"], "backbone": init.backbone, "pretrained": init.pretrained},
             "weights": {int(s): w for s, w in zip(mine["seed"], mine["weights"], strict=True)},
             "ranking": list(best["ranking"]),
-            "margin": best["margin"],
+            "margin": _margin_record(best),
             "top1_mean": float(summary.loc[winner, "top1_mean"]),
             "zs_top1_mean": float(summary.loc[winner, "zs_top1_mean"]),
         },

@@ -102,8 +102,10 @@ def student_base(choice: Mapping[str, Any], swap: Mapping[str, Any]) -> TrainCon
 
 def deit_setting(deit: Mapping[str, Any], metric: str = "top1") -> dict[str, Any]:
     """Chapter 5's best *two-headed* variant (the single head can be its overall best, but is no DeiT student), its
-    options, and how it compared with the single head there (`paired_effect`; None without single-head runs)."""
+    options, and how it compared with the single head there (`vs_single`: variant minus single head, paired by seed;
+    None without single-head runs)."""
     from actiondistill.deit import experiment as dx
+    from actiondistill.stats import paired_by_seed
 
     runs = pd.DataFrame(deit["runs"])
     means = runs[runs["variant"] != "single"].groupby("variant")[metric].mean()
@@ -112,7 +114,7 @@ def deit_setting(deit: Mapping[str, Any], metric: str = "top1") -> dict[str, Any
                          f"{[v for v in dx.VARIANTS if v != 'single']}")
     order = [v for v in dx.VARIANTS if v in means.index]
     variant = max(order, key=lambda v: (means[v], -order.index(v)))
-    effect = dx.paired_effect(runs, variant, "single", metric) if "single" in set(runs["variant"]) else None
+    effect = paired_by_seed(runs, "variant", variant, "single", metric) if "single" in set(runs["variant"]) else None
     return {"variant": variant, "label": dx.LABELS[variant], "uses_teacher": variant in dx.TEACHER_VARIANTS,
             "alpha": float(deit["alpha"]), "tau": float(deit["tau"]),
             "soft_alpha": None if deit.get("soft_alpha") is None else float(deit["soft_alpha"]),
@@ -177,13 +179,13 @@ def earlier_findings(spatial: Mapping[str, Any], deit: Mapping[str, Any]) -> str
         four = (f"in chapter 4 its setting gave no measurable gain ({gain['mean']:+.1f} points against the "
                 "action-only student, within two standard errors)")
     effect = deit["vs_single"]
-    if effect is None or effect["verdict"] == "unknown":
+    if effect is None or effect.verdict == "unknown":
         five = f"chapter 5 could not judge its best two-headed variant ({deit['label']}) against the single head"
     else:
-        word = {"gain": "beat", "loss": "fell below", "none": "did not measurably differ from"}[effect["verdict"]]
+        word = {"gain": "beat", "loss": "fell below", "none": "did not measurably differ from"}[effect.verdict]
         five = (f"chapter 5's best two-headed variant ({deit['label']}) {word} the single head "
-                f"({effect['mean']:+.1f} points, paired over {effect['seeds']} seeds)")
-    unproven = not helps or effect is None or effect["verdict"] != "gain"
+                f"({effect.mean:+.1f} points, paired over {effect.seeds} seeds)")
+    unproven = not helps or effect is None or effect.verdict != "gain"
     tail = (" Each ingredient is combined with the swap regardless: what it adds on the smaller CLIP is measured "
             "here, not assumed." if unproven else " Both are combined with the swap.")
     return f"{four[0].upper()}{four[1:]}; {five}.{tail}"
@@ -328,24 +330,18 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "
 
 
 def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """What each combination adds to the swap alone, paired by seed (`deit.experiment.paired_effect`: mean, std,
-    verdict "gain" / "loss" / "none" / "unknown"), with a sentence per combination."""
-    from actiondistill.deit import experiment as dx
+    """What each combination adds to the swap alone, paired by seed (`stats.paired_by_seed`: mean, std, verdict
+    "gain" / "loss" / "none" / "unknown"), with a sentence per combination."""
+    from actiondistill.stats import paired_by_seed
 
     if "swap" not in set(runs["combination"]):
         raise ValueError("added_value: the runs need the swap alone (combination 'swap') as the reference")
-    as_variants = runs.assign(variant=runs["combination"])
     rows = []
     for combination in [c for c in COMBINATIONS if c in set(runs["combination"]) and c != "swap"]:
-        effect = dx.paired_effect(as_variants, combination, "swap", metric)
-        tail = effect["phrase"] + {"gain": ": a measurable gain", "loss": ": a measurable loss",
-                                   "none": ": no measurable difference", "unknown": ""}[effect["verdict"]]
-        spread = "" if math.isnan(effect["std"]) else f", sd {effect['std']:.1f}"
-        sentence = (f"{LABELS[combination]} against the swap alone: {effect['mean']:+.1f} points "
-                    f"(paired over {effect['seeds']} seed(s){spread}), {tail}")
-        rows.append({"combination": combination, "label": LABELS[combination], "mean": effect["mean"],
-                     "std": effect["std"], "seeds": effect["seeds"], "verdict": effect["verdict"],
-                     "sentence": sentence})
+        effect = paired_by_seed(runs, "combination", combination, "swap", metric)
+        rows.append({"combination": combination, "label": LABELS[combination], "mean": effect.mean,
+                     "std": effect.std, "seeds": effect.seeds, "verdict": effect.verdict,
+                     "sentence": f"{LABELS[combination]} against the swap alone: {effect.described()}"})
     return pd.DataFrame(rows).set_index("combination")
 
 

@@ -21,6 +21,11 @@ RULE = ("a difference between two settings counts when the mean of its per-seed 
         "seed) is more than two standard errors from zero; with one seed there is no verdict")
 
 
+#: What each verdict means, closing a sentence about it.
+_MEANING = {"none": ": no measurable difference", "gain": ": a measurable gain", "loss": ": a measurable loss",
+            "unknown": ""}
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """`a - b` paired by seed: mean, spread and the rule's verdict ("gain", "loss", "none" or "unknown")."""
@@ -54,9 +59,26 @@ class PairedDifference:
     def sentence(self, what: str) -> str:
         """'{what} (+1.2 points, paired over 3 seeds) is within two standard errors (1.9) of zero: no measurable
         difference', and its variants: a verdict in words for the book."""
-        tail = {"none": ": no measurable difference", "gain": ": a measurable gain", "loss": ": a measurable loss",
-                "unknown": ""}[self.verdict]
-        return f"{what} ({self.mean:+.1f} points, paired over {self.seeds} seed(s)) is {self.phrase()}{tail}"
+        return (f"{what} ({self.mean:+.1f} points, paired over {self.seeds} seed(s)) is "
+                f"{self.phrase()}{_MEANING[self.verdict]}")
+
+    def described(self) -> str:
+        """'+1.2 points (paired over 3 seed(s), sd 1.6), within two standard errors (1.9) of zero: no measurable
+        difference': `sentence` with the spread of the per-seed differences, for sentences that name the
+        comparison themselves."""
+        spread = "" if math.isnan(self.std) else f", sd {self.std:.1f}"
+        return (f"{self.mean:+.1f} points (paired over {self.seeds} seed(s){spread}), "
+                f"{self.phrase()}{_MEANING[self.verdict]}")
+
+    def against_noise(self) -> str:
+        """'beyond noise (two standard errors of the difference paired over 3 seeds: 1.2 points)', 'within noise
+        (...)' or 'with one seed, so no spread to judge it against': the verdict without a side, for sentences that
+        state the difference the other way round (b - a, or a drop as a change)."""
+        if self.beyond is None:
+            return "with one seed, so no spread to judge it against"
+        relation = "beyond" if self.beyond else "within"
+        return (f"{relation} noise (two standard errors of the difference paired over {self.seeds} seeds: "
+                f"{self.margin:.1f} points)")
 
     def as_dict(self) -> dict[str, Any]:
         values = list(self.per_seed.values())

@@ -59,6 +59,8 @@ class Params(ChapterParams):
     fusion_lr_mult: float = 10.0       # fusion heads and X-CLIP's modules train this much faster
     weight_decay: float = 0.2
     warmup_epochs: float = 0.5
+    amp_dtype: str | None = None       # "bfloat16": train under bf16 autocast, on a CPU too (None: the Trainer's
+                                       # default, fp16 autocast on a GPU and fp32 on a CPU)
     val_every: int = 3                 # validation top-1 every this many epochs, on SynthActions' val split (0: none):
                                        # the learning curves of every chapter that trains with this recipe
     fusion_layers: int = 2             # depth of ActionCLIP's transformer heads (6 in the paper)
@@ -158,7 +160,8 @@ def recipe(params: Params, manifest: str | Path | None, weights: str) -> dict[st
         "model": {"backbone": p.backbone, "pretrained": str(weights),
                   "kwargs": {} if p.logit_scale_init is None else {"logit_scale_init": p.logit_scale_init}},
         "optim": {"lr": p.lr, "fusion_lr_mult": p.fusion_lr_mult, "weight_decay": p.weight_decay,
-                  "warmup_epochs": p.warmup_epochs, "clip_grad": 1.0},
+                  "warmup_epochs": p.warmup_epochs, "clip_grad": 1.0,
+                  **({} if p.amp_dtype is None else {"amp_dtype": p.amp_dtype})},
         "objective": {"name": "actionclip", "kwargs": {"texts": "classes"}},
         "eval": {"every": max(p.val_every, 1)},
     }
@@ -176,6 +179,8 @@ def recipe_table(params: Params, candidate_seeds: Mapping[str, Sequence[int]],
         "fusion / X-CLIP modules lr": p.lr * p.fusion_lr_mult,
         "weight decay": p.weight_decay,
         "warm-up epochs": p.warmup_epochs,
+        "training precision": ("fp32 on a CPU, fp16 autocast on a GPU" if p.amp_dtype is None
+                               else f"{p.amp_dtype} autocast"),
         "validation every (epochs)": p.val_every if p.synthetic_world and p.val_every else "no validation",
         "image encoder": "frozen" if p.freeze_image_encoder else "fine-tuned",
         "token embedding table": "frozen" if p.freeze_token_embedding else "trained",

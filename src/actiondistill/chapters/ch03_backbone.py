@@ -3,7 +3,7 @@
 `run(Params())` reads the teacher chosen in chapter 2 (`teacher_choice.read_choice`: model, recipe, runs per seed),
 starts the student's CLIP three ways (`backbone_swap.prepare_inits`: TinyCLIP-distilled, inherited, random), trains
 the student under each with the teacher's recipe and seeds, judges every accuracy difference by the book's noise rule
-(`backbone_swap.compare`), times teacher and student side by side (`backbone_swap.latency_table`), and records the
+(`stats.paired_by_seed`), times teacher and student side by side (`backbone_swap.latency_table`), and records the
 best student setting for chapter 7 (`backbone_swap.write_results`). The experiment's machinery stays in
 `actiondistill.backbone_swap`; this module holds the chapter's order of computation, its tables, its sentences and
 its figure.
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from actiondistill.config import TrainConfig
+    from actiondistill.stats import PairedDifference
 
 #: The TinyCLIP release whose share of ViT-B/16's image encoder is the thesis's "half the backbone".
 THESIS_TINYCLIP = "TinyCLIP-ViT-39M-16-Text-19M"
@@ -70,7 +71,7 @@ class Result:
     runs: pd.DataFrame               # one row per initialisation and seed
     all_runs: pd.DataFrame           # the teacher's rows, then the students'
     summary: pd.DataFrame            # mean, std, min, max over seeds per initialisation (the teacher included)
-    gaps: dict[str, dict[str, Any]]  # init -> `bs.compare(all_runs, "teacher", init)` (closed-set)
+    gaps: dict[str, PairedDifference]  # init -> teacher minus init, paired by seed (closed-set)
     latency: pd.DataFrame            # `bs.latency_table`: teacher and student per timed frame count
     rule_frames: int                 # chapter 2's rule frames, where the speed-up is read
     speedup: pd.Series               # frames -> the student's speed-up over the teacher
@@ -134,7 +135,7 @@ def regime_sentence(freeze_image_encoder: bool, feature_s: float = 0.0, state: s
 
 
 def beyond_label(beyond: bool | None) -> str:
-    """The accuracy table's "drop beyond noise" cell for a `compare`."""
+    """The accuracy table's "drop beyond noise" cell for a paired difference's `beyond`."""
     return {True: "yes", False: "no", None: "one seed"}[beyond]
 
 
@@ -148,30 +149,32 @@ def thesis_student(inits: Sequence[str]) -> str:
     return "tinyclip" if "tinyclip" in inits else inits[0]
 
 
-def thesis_text(speedup: float, gap: Mapping[str, Any], zs_gap: Mapping[str, Any], student: str) -> str:
+def thesis_text(speedup: float, gap: PairedDifference, zs_gap: PairedDifference, student: str) -> str:
     """`bs.thesis_verdict` on the closed-set drop, with the zero-shot change of the same student when measured."""
     verdict = bs.thesis_verdict(speedup, gap)
-    if not math.isnan(zs_gap["gap"]):
-        verdict += (f" Zero-shot, the {bs.LABELS[student]} student scores {(-zs_gap['gap']) or 0.0:+.1f} points "
-                    f"against the teacher, {bs.spread_phrase(zs_gap)}.")
+    if not math.isnan(zs_gap.mean):
+        verdict += (f" Zero-shot, the {bs.LABELS[student]} student scores {(-zs_gap.mean) or 0.0:+.1f} points "
+                    f"against the teacher, {zs_gap.against_noise()}.")
     return verdict
 
 
 def mimic_text(runs: pd.DataFrame, summary: pd.DataFrame, inits: Sequence[str]) -> str:
     """What affinity mimicking (TinyCLIP-distilled against inherited) and any inherited knowledge (the best informed
     initialisation against random) are worth, each judged by the noise rule; what cannot be isolated is said so."""
+    from actiondistill.stats import paired_by_seed
+
     if "tinyclip" in inits and "inherited" in inits:
-        mimic = bs.compare(runs, "tinyclip", "inherited")
+        mimic = paired_by_seed(runs, "init", "tinyclip", "inherited")
         text = (f"Affinity mimicking, the training that turns the inherited CLIP into the TinyCLIP-distilled one, "
-                f"is worth {mimic['gap']:+.1f} points closed-set to the student, {bs.spread_phrase(mimic)}.")
+                f"is worth {mimic.mean:+.1f} points closed-set to the student, {mimic.against_noise()}.")
     else:
         text = "Affinity mimicking is not isolated in this run (it needs both the tinyclip and inherited inits)."
     if "random" in inits and len(inits) > 1:
         informed = [n for n in inits if n != "random"]
         best_informed = max(informed, key=lambda n: summary.loc[n, "top1_mean"])
-        knowledge = bs.compare(runs, best_informed, "random")
+        knowledge = paired_by_seed(runs, "init", best_informed, "random")
         text += (f" Inherited knowledge of any kind ({bs.LABELS[best_informed]} against random) is worth "
-                 f"{knowledge['gap']:+.1f} points, {bs.spread_phrase(knowledge)}.")
+                 f"{knowledge.mean:+.1f} points, {knowledge.against_noise()}.")
     return text
 
 
@@ -240,7 +243,7 @@ def runs_table(runs: pd.DataFrame) -> Any:
             .style.format(precision=1).hide(axis="index"))
 
 
-def accuracy_table(summary: pd.DataFrame, gaps: Mapping[str, Mapping[str, Any]], teacher_backbone: str,
+def accuracy_table(summary: pd.DataFrame, gaps: Mapping[str, PairedDifference], teacher_backbone: str,
                    student_backbone: str) -> Any:
     """Accuracy over seeds per initialisation, with the drop from the teacher and whether the noise rule counts it."""
     students = list(gaps)
@@ -249,16 +252,16 @@ def accuracy_table(summary: pd.DataFrame, gaps: Mapping[str, Mapping[str, Any]],
         "initialisation": summary.index.map(bs.LABELS), "seeds": summary["seeds"].to_numpy(),
         "closed-set top-1 (%)": kit.spread_column(summary, "top1"),
         "zero-shot top-1 (%)": kit.spread_column(summary, "zs_top1"),
-        "drop vs teacher (points)": [math.nan] + [gaps[n]["gap"] for n in students],
-        "drop beyond noise": [""] + [beyond_label(gaps[n]["beyond"]) for n in students],
+        "drop vs teacher (points)": [math.nan] + [gaps[n].mean for n in students],
+        "drop beyond noise": [""] + [beyond_label(gaps[n].beyond) for n in students],
     }).style.format({"drop vs teacher (points)": "{:+.1f}"}, na_rep="").hide(axis="index")
 
 
-def ranking_table(summary: pd.DataFrame, gaps: Mapping[str, Mapping[str, Any]], ranking: Sequence[str]) -> Any:
+def ranking_table(summary: pd.DataFrame, gaps: Mapping[str, PairedDifference], ranking: Sequence[str]) -> Any:
     return pd.DataFrame({"initialisation": [bs.LABELS[n] for n in ranking],
                          "closed-set top-1": [summary.loc[n, "top1_mean"] for n in ranking],
                          "zero-shot top-1": [summary.loc[n, "zs_top1_mean"] for n in ranking],
-                         "below the teacher (points)": [gaps[n]["gap"] for n in ranking]}
+                         "below the teacher (points)": [gaps[n].mean for n in ranking]}
                         ).style.format(precision=1).hide(axis="index")
 
 
@@ -277,6 +280,7 @@ def run(params: Params) -> Result:
     from actiondistill import teacher_choice as tc
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
+    from actiondistill.stats import paired_by_seed
 
     started = time.perf_counter()
     records_as = params.records_as()
@@ -339,7 +343,7 @@ def run(params: Params) -> Result:
     # accuracy
     all_runs = pd.concat([teacher, runs], ignore_index=True)
     summary = bs.summarise(all_runs)
-    gaps = {name: bs.compare(all_runs, "teacher", name) for name in students}
+    gaps = {name: paired_by_seed(all_runs, "init", "teacher", name) for name in students}
     tables["accuracy"] = accuracy_table(summary, gaps, teacher_backbone, student_backbone)
     facts.add(ch3_chance=chance(int(teacher["classes"].iloc[0])),
               ch3_zs_chance=chance(int(teacher["zs_classes"].iloc[0])))
@@ -347,8 +351,8 @@ def run(params: Params) -> Result:
         facts.add(**{f"ch3_top1_{name}": float(summary.loc[name, "top1_mean"]),
                      f"ch3_zs_{name}": float(summary.loc[name, "zs_top1_mean"])})
     for name in students:
-        facts.add(**{f"ch3_drop_{name}": gaps[name]["gap"],
-                     f"ch3_zs_drop_{name}": bs.compare(all_runs, "teacher", name, "zs_top1")["gap"]})
+        facts.add(**{f"ch3_drop_{name}": gaps[name].mean,
+                     f"ch3_zs_drop_{name}": paired_by_seed(all_runs, "init", "teacher", name, "zs_top1").mean})
 
     # parameters, compute and latency
     rule_frames = int(choice.get("latency_frames", params.latency_frames[0]))
@@ -382,12 +386,12 @@ def run(params: Params) -> Result:
     # does the swap behave as in the thesis
     student = thesis_student(list(students))
     verdict = thesis_text(float(speedup[rule_frames]), gaps[student],
-                          bs.compare(all_runs, "teacher", student, "zs_top1"), student)
+                          paired_by_seed(all_runs, "init", "teacher", student, "zs_top1"), student)
     best = bs.best_init(summary, all_runs, list(students))
     winner = best["init"]
     facts.add(ch3_thesis_verdict=Md(verdict), ch3_winner_sentence=Md(bs.winner_sentence(best)),
               ch3_best=Md(f"**{bs.LABELS[winner]}**"), ch3_best_top1=float(summary.loc[winner, "top1_mean"]),
-              ch3_best_zs=float(summary.loc[winner, "zs_top1_mean"]), ch3_best_drop=gaps[winner]["gap"],
+              ch3_best_zs=float(summary.loc[winner, "zs_top1_mean"]), ch3_best_drop=gaps[winner].mean,
               ch3_ranking=Md(ranking_text(summary, best["ranking"])),
               ch3_mimic=Md(mimic_text(all_runs, summary, list(students))))
     tables["ranking"] = ranking_table(summary, gaps, best["ranking"])

@@ -1,7 +1,7 @@
 """Chapter 4, spatial distillation: the CLIP framework's pseudo-labels and how good they are, the multi-task
 student, its ablations, the headline against the action-only baseline, and the record chapter 7 reads.
 
-The experiment itself (settings, training, summaries, the effect verdict, the record) is
+The experiment itself (settings, training, summaries, the record) is
 `actiondistill.spatial.experiment`; this module runs it in the chapter's order and turns it into the tables,
 figures and sentences of book/04_spatial.ipynb. Its rules, each a small function with a test:
 
@@ -10,7 +10,7 @@ figures and sentences of book/04_spatial.ipynb. Its rules, each a small function
 - `headline_setting`: the setting the headline trains and later chapters use, chosen on the validation split
   (`experiment.select_setting`), or the protocol's default where a dataset has no validation split;
 - `describe_ablation`, `ground_truth_paragraph`, `heads_paragraph`: the ablations in words, each difference judged
-  by the book's one noise rule (`stats.paired_by_seed`).
+  by the book's one noise rule (`stats.paired_by_seed`), as is the headline (`PairedDifference.sentence`).
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ class Result:
     best: sx.SpatialSetting               # the headline's (and chapter 7's) setting
     baseline: sx.SpatialSetting           # lambda = 0, the action-only student
     summary: pd.DataFrame                 # headline summary (best and baseline over `seeds`)
-    outcome: dict[str, Any]               # `experiment.effect` of best - baseline on test top-1, paired by seed
-    zs_outcome: dict[str, Any]            # the same on the zero-shot split (a verdict only, without one)
+    outcome: PairedDifference             # best - baseline on test top-1, paired by seed
+    zs_outcome: PairedDifference          # the same on the zero-shot split (0 seeds: no held-out classes)
     ablation_table: pd.DataFrame          # summary of every setting over the ablation seeds
     record_path: Path
     facts: Facts
@@ -268,6 +268,13 @@ def heads_paragraph(heads: pd.DataFrame | None, framework_top1: pd.Series | None
             f"{heads.loc[default_name].mean():.1f}% against the truth, for targets that are themselves right "
             f"{framework_top1.mean():.1f}% of the time; trained on the ground truth, the heads reach "
             f"{heads.loc[gt_name].mean():.1f}%.")
+
+
+def gain_record(diff: PairedDifference, verdict: str) -> dict[str, Any]:
+    """A headline difference as chapter 4's record keeps it: chapter 7 reads its mean, seeds, helps and hurts;
+    `verdict` is the sentence the chapter printed."""
+    return {"mean": diff.mean, "std": diff.std, "se": diff.se, "seeds": diff.seeds, "helps": diff.verdict == "gain",
+            "hurts": diff.verdict == "loss", "verdict": verdict}
 
 
 def capitalised(sentence: str) -> str:
@@ -528,20 +535,19 @@ def run(params: Params) -> Result:
     # the headline
     head = headline_runs(runs, [baseline.name, best.name], p.seeds)
     summary = sx.summarise_settings(head, metrics=("top1", "zs_top1"))
-    gains = sx.paired_gains(head, best.name, baseline.name, "top1")
-    zs_gains = (sx.paired_gains(head, best.name, baseline.name, "zs_top1") if head["zs_top1"].notna().any()
-                else pd.Series(dtype=float))  # real datasets: no held-out classes
-    outcome = sx.effect(gains)
-    zs_outcome = (sx.effect(zs_gains, "it") if zs_gains.notna().any() else
-                  {"verdict": f"nothing is measured: {world_name} has no held-out classes"})
+    outcome = paired_by_seed(head, "setting", best.name, baseline.name)
+    zs_outcome = paired_by_seed(head, "setting", best.name, baseline.name, "zs_top1")  # 0 seeds: no held-out classes
+    sentence = outcome.sentence("spatial distillation")
+    zs_sentence = (zs_outcome.sentence("it") if zs_outcome.seeds else
+                   f"nothing is measured: {world_name} has no held-out classes")
     tables["headline"] = beside_table(summary, [baseline.name, best.name], choice, world_name
                                       ).style.hide(axis="index")
     teacher_row = next(r for r in choice["summary"] if r["model"] == choice["teacher"])
-    verdicts["headline"] = capitalised(outcome["verdict"])
-    verdicts["zero_shot"] = zs_outcome["verdict"]
+    verdicts["headline"] = capitalised(sentence)
+    verdicts["zero_shot"] = zs_sentence
     facts.add(ch4_base_top1=float(summary.loc[baseline.name, "top1_mean"]),
-              ch4_best_top1=float(summary.loc[best.name, "top1_mean"]), ch4_gain=outcome["mean"],
-              ch4_gain_sd=Md(gain_spread(outcome["std"])), ch4_verdict=Md(verdicts["headline"]),
+              ch4_best_top1=float(summary.loc[best.name, "top1_mean"]), ch4_gain=outcome.mean,
+              ch4_gain_sd=Md(gain_spread(outcome.std)), ch4_verdict=Md(verdicts["headline"]),
               ch4_zs_verdict=Md(verdicts["zero_shot"]), ch4_teacher_top1=float(teacher_row["top1_mean"]),
               ch4_chance=100 / int(head["classes"].iloc[0]))
 
@@ -587,7 +593,10 @@ def run(params: Params) -> Result:
                   "baseline_top1_std": float(summary.loc[baseline.name, "top1_std"]),
                   "top1_mean": float(summary.loc[best.name, "top1_mean"]),
                   "top1_std": float(summary.loc[best.name, "top1_std"]),
-                  "gain": outcome, "zero_shot_gain": zs_outcome, "helps": bool(outcome["helps"])},
+                  "gain": gain_record(outcome, sentence),
+                  "zero_shot_gain": gain_record(zs_outcome, zs_sentence) if zs_outcome.seeds else
+                  {"verdict": zs_sentence},
+                  "helps": outcome.verdict == "gain"},
         targets={"backbone": p.teacher_backbone, "pretrained": str(teacher_weights), "frames": best.frames,
                  "temperature": p.temperature, "aggregate": p.aggregate, "objectives": list(vocabularies),
                  "vocabulary_files": list(p.vocabulary_files) if p.vocabulary_files else None, "size": target_size,

@@ -26,11 +26,8 @@ if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
     from actiondistill.config import TrainConfig
+    from actiondistill.stats import PairedDifference
 
-#: What a reader sees for the verdict of the best student against the single head (`paired_effect`'s verdict).
-VERDICTS = {"gain": "more than two standard errors above it", "loss": "more than two standard errors below it",
-            "none": "within two standard errors of it, so no measurable difference",
-            "unknown": "with one seed there is no spread to judge this by"}
 #: The head that inference uses, as the head figure's legend names it.
 INFERENCE = "what inference uses (average of the heads; the single head)"
 REAL_DATASETS = ("hmdb51", "ucf101")
@@ -75,7 +72,7 @@ class Result:
     soft_alpha: float                 # the soft variant's weight
     runs: pd.DataFrame                # one row per (variant, seed): `deit.experiment.run_ablation`
     summary: pd.DataFrame             # `deit.experiment.summarise` of the runs
-    headline: dict[str, Any]          # the best student against the single head, paired by seed
+    headline: PairedDifference        # the best student minus the single head, paired by seed
     attribution: dict[str, Any]       # `deit.experiment.attribution`
     differences: pd.DataFrame         # per-seed paired differences of every comparison (the attribution figure)
     latency: pd.DataFrame             # `deit.experiment.latency_table`
@@ -144,11 +141,6 @@ def best_student(summary: pd.DataFrame) -> str:
     return str(summary.drop(index="single")["top1_mean"].idxmax())
 
 
-def verdict_phrase(verdict: str) -> str:
-    """The best student's verdict against the single head, in words."""
-    return VERDICTS[verdict]
-
-
 def heads_gap(summary: pd.DataFrame) -> str:
     """Token head minus frame head of every two-headed variant, in points ("label +1.2, ...")."""
     students = summary.drop(index="single")
@@ -170,11 +162,12 @@ def comparisons(variants: Sequence[str]) -> list[tuple[str, str]]:
 
 def paired_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """One row per (comparison, seed): the paired top-1 difference ("gt − single", seed, difference)."""
+    from actiondistill.stats import paired_by_seed
+
     rows = []
     for variant, reference in pairs:
-        effect = dx.paired_effect(runs, variant, reference)
-        rows += [{"comparison": f"{variant} − {reference}", "seed": s, "difference": d}
-                 for s, d in effect["per_seed"].items()]
+        per_seed = paired_by_seed(runs, "variant", variant, reference).per_seed
+        rows += [{"comparison": f"{variant} − {reference}", "seed": s, "difference": d} for s, d in per_seed.items()]
     return pd.DataFrame(rows, columns=["comparison", "seed", "difference"])
 
 
@@ -237,6 +230,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def published_table(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], work: str) -> pd.DataFrame:
     """DeiT's reported gains of distillation beside the paired gains measured here (`work`: world and CLIP)."""
+    from actiondistill.stats import paired_by_seed
+
     reported = dx.reported_table()
     gains = reported.pivot_table(index="model", columns="setting", values="top1", sort=False)
     reported_gains = pd.DataFrame({
@@ -244,7 +239,7 @@ def published_table(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], work: 
         "comparison": [f"{m}: distillation token (hard) − no distillation" for m in gains.index],
         "gain (points)": (gains["distillation token, hard"] - gains["no distillation"]).values})
     measured = [{"source": "measured here", "work": work, "comparison": f"{dx.LABELS[a]} − {dx.LABELS[b]}",
-                 "gain (points)": dx.paired_effect(runs, a, b)["mean"]} for a, b in pairs]
+                 "gain (points)": paired_by_seed(runs, "variant", a, b).mean} for a, b in pairs]
     return pd.concat([reported_gains, pd.DataFrame(measured)], ignore_index=True)
 
 
@@ -306,6 +301,7 @@ def run(params: Params) -> Result:
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
     from actiondistill.profiler import load_note
+    from actiondistill.stats import paired_by_seed
 
     started = time.perf_counter()
     facts = Facts()
@@ -364,11 +360,11 @@ def run(params: Params) -> Result:
     facts.add(ch5_max_std=max_std(summary))
     tables["summary"] = summary_table(summary).style.hide(axis="index")
     best_two = best_student(summary)
-    headline = dx.paired_effect(runs, best_two, "single")
-    verdicts = {"best_vs_single": verdict_phrase(headline["verdict"])}
+    headline = paired_by_seed(runs, "variant", best_two, "single")
+    verdicts = {"best_vs_single": headline.phrase()}
     taught = runs[runs["variant"].isin(dx.TEACHER_VARIANTS)]
     facts.add(ch5_best_student=Md(f"**{dx.LABELS[best_two]}**"),
-              ch5_best_student_top1=float(summary.loc[best_two, "top1_mean"]), ch5_best_vs_single=headline["mean"],
+              ch5_best_student_top1=float(summary.loc[best_two, "top1_mean"]), ch5_best_vs_single=headline.mean,
               ch5_best_verdict=Md(verdicts["best_vs_single"]), ch5_heads_gap=Md(heads_gap(summary)),
               ch5_agreement=float(100 * taught["train_teacher_agreement"].mean()),
               ch5_teacher_train_acc=float(100 * taught["train_teacher_acc"].mean()),

@@ -28,7 +28,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from actiondistill.chapters.latency import CALLS
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
 from actiondistill.engine.runs import grid, recorded_row, run_grid, run_inputs, train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
+
+if TYPE_CHECKING:
+    from actiondistill.stats import PairedDifference
 
 #: The variants, in the order tables list them.
 VARIANTS = ("single", "none", "gt", "soft", "hard")
@@ -273,29 +276,16 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "top1_frame"
     return table
 
 
-def paired_effect(runs: pd.DataFrame, variant: str, reference: str, metric: str = "top1") -> dict[str, Any]:
-    """`variant` minus `reference`, paired by seed, judged by the book's noise rule (`stats.paired_difference`):
-    the mean difference, its spread, the verdict ("gain", "loss", "none", "unknown") and `phrase`, how it was judged.
-    """
-    from actiondistill.stats import paired_by_seed
-
-    diff = paired_by_seed(runs, "variant", variant, reference, metric)
-    return {"variant": variant, "reference": reference, "metric": metric, **diff.as_dict(), "phrase": diff.phrase()}
-
-
-def _phrase(effect: Mapping[str, Any], what: str) -> str:
-    spread = "" if effect["verdict"] == "unknown" else f" (paired over {effect['seeds']} seeds, sd {effect['std']:.1f})"
-    return f"{what} changes top-1 by {effect['mean']:+.1f} points{spread}, {effect['phrase']}"
-
-
 def attribution(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:
     """Where the two-headed student's gain comes from, decided from the measurements.
 
     heads: `gt` (two heads on the labels, no teacher) against `single`; teacher: the better of `soft` / `hard`
-    (by mean) against `gt`. `source` is "heads", "teacher", "both" or "neither" (a measured gain, in the sense of
-    `paired_effect`, from each), or "undetermined" with one seed; `sentence` says it in words, `agrees_with_thesis`
-    compares it with the thesis.
+    (by mean) against `gt`, each a `stats.PairedDifference` paired by seed. `source` is "heads", "teacher", "both"
+    or "neither" (a measured gain, by the book's noise rule, from each), or "undetermined" with one seed; `sentence`
+    says it in words, `agrees_with_thesis` compares it with the thesis.
     """
+    from actiondistill.stats import paired_by_seed
+
     have = set(runs["variant"])
     if not {"single", "gt"} <= have:
         raise ValueError(f"attribution needs the variants 'single' and 'gt'; have {sorted(have)}")
@@ -304,10 +294,10 @@ def attribution(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:
         raise ValueError(f"attribution needs a teacher variant ({list(TEACHER_VARIANTS)}); have {sorted(have)}")
     means = runs.groupby("variant")[metric].mean()
     best_teacher = max(teachers, key=lambda v: means[v])
-    heads = paired_effect(runs, "gt", "single", metric)
-    teacher = paired_effect(runs, best_teacher, "gt", metric)
-    gains = {"heads": heads["verdict"] == "gain", "teacher": teacher["verdict"] == "gain"}
-    source = ("undetermined" if "unknown" in (heads["verdict"], teacher["verdict"]) else "both"
+    heads = paired_by_seed(runs, "variant", "gt", "single", metric)
+    teacher = paired_by_seed(runs, "variant", best_teacher, "gt", metric)
+    gains = {"heads": heads.verdict == "gain", "teacher": teacher.verdict == "gain"}
+    source = ("undetermined" if "unknown" in (heads.verdict, teacher.verdict) else "both"
               if all(gains.values()) else "heads" if gains["heads"] else "teacher" if gains["teacher"] else "neither")
     conclusion = {
         "undetermined": "with one seed, where a gain comes from cannot be told from seed-to-seed noise",
@@ -317,8 +307,9 @@ def attribution(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:
         "both": "the extra token and head and the teacher each add a measurable gain",
         "neither": "neither the extra token and head nor the teacher gives a measurable gain here",
     }[source]
-    details = (f"{_phrase(heads, 'Training two heads on the labels instead of one')}; "
-               f"{_phrase(teacher, f'then distilling the token head from the teacher ({best_teacher})')}.")
+    details = (f"Training two heads on the labels instead of one changes top-1 by {heads.described()}; "
+               f"then distilling the token head from the teacher ({best_teacher}) changes top-1 by "
+               f"{teacher.described()}.")
     if source == "heads":
         comparison = f"This agrees with the thesis, which found that {THESIS_FINDING}."
     elif source == "undetermined":
@@ -410,12 +401,23 @@ def results_path(profile: str, results_dir: str | Path | None = None) -> Path:
     return record_path("deit", profile, results_dir)
 
 
+def _attribution_record(attr: Mapping[str, Any]) -> dict[str, Any]:
+    """`attribution` (on top-1) as the record has always kept it: each comparison named (variant, reference,
+    metric), its `as_dict` and its phrase."""
+    def comparison(diff: PairedDifference, variant: str, reference: str) -> dict[str, Any]:
+        return {"variant": variant, "reference": reference, "metric": "top1", **diff.as_dict(),
+                "phrase": diff.phrase()}
+
+    return {**attr, "heads": comparison(attr["heads"], "gt", "single"),
+            "teacher": comparison(attr["teacher"], attr["best_teacher_variant"], "gt")}
+
+
 def write_results(path: str | Path, runs: pd.DataFrame, base: TrainConfig, choice: Mapping[str, Any],
                   extra: Mapping[str, Any] | None = None) -> Path:
     """Record the runs, their summary, the attribution and the best setting (atomically) for later chapters."""
     record = {
         "best": best_setting(runs),
-        "attribution": attribution(runs) if {"single", "gt"} <= set(runs["variant"])
+        "attribution": _attribution_record(attribution(runs)) if {"single", "gt"} <= set(runs["variant"])
         and set(TEACHER_VARIANTS) & set(runs["variant"]) else None,
         "summary": summarise(runs).reset_index().to_dict(orient="records"),
         "runs": runs.to_dict(orient="records"),

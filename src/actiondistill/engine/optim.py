@@ -60,8 +60,18 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+    """AdamW over `param_groups`, fused where torch has the kernel. Why: on a CPU torch's default is the per-tensor
+    loop (its multi-tensor path is for GPUs), which took a seventh of a chapter-2 training step; the fused kernel
+    updates each parameter in one pass, 4-5x faster on the book's teacher (the same AdamW, to float rounding)."""
+    groups = param_groups(model, cfg)
+    params = [p for group in groups for p in group["params"]]
+    fused = all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                             fused=True if fused else None)
+
+
+#: Devices torch's fused AdamW kernel runs on.
+_FUSED_DEVICES = ("cpu", "cuda")
 
 
 class WarmupCosine:

@@ -332,37 +332,6 @@ def select_setting(summary: pd.DataFrame, metric: str = "val_top1") -> str:
     return str(eligible[column].idxmax())
 
 
-def paired_gains(runs: pd.DataFrame, setting: str, baseline: str, metric: str = "top1") -> pd.Series:
-    """Per seed, `setting`'s metric minus `baseline`'s (same seed, so the same data order and initialisation)."""
-    wide = runs[runs["setting"].isin([setting, baseline])].pivot_table(index="seed", columns="setting",
-                                                                      values=metric)
-    if setting not in wide or baseline not in wide:
-        raise ValueError(f"paired_gains: runs of both {setting!r} and {baseline!r} are needed")
-    return (wide[setting] - wide[baseline]).dropna().rename("gain")
-
-
-def effect(gains: pd.Series, what: str = "spatial distillation", points: float = 0.0) -> dict[str, Any]:
-    """Whether paired per-seed gains show an effect, by the book's noise rule (`stats.paired_difference`; `points`
-    raises the bar to a practical size). Returns {"mean", "std", "se", "seeds", "helps", "hurts", "verdict"}, the
-    verdict a sentence about `what` for the book, chosen from the numbers."""
-    from actiondistill.stats import paired_difference
-
-    diff = paired_difference(gains, points=points)
-    mean, n = diff.mean, diff.seeds
-    if diff.verdict == "unknown":
-        verdict = (f"with {n} seed(s) there is no spread to judge the difference of {mean:+.1f} points by, so this "
-                   f"run cannot say whether {what} helps")
-    elif diff.verdict == "gain":
-        verdict = f"{what} helps here: {mean:+.1f} points on average over {n} seeds, {diff.phrase()}"
-    elif diff.verdict == "loss":
-        verdict = f"{what} hurts here: {mean:+.1f} points on average over {n} seeds, {diff.phrase()}"
-    else:
-        verdict = (f"{what} does not measurably help here: the mean difference, {mean:+.1f} points over {n} seeds, "
-                   f"is {diff.phrase()}")
-    return {"mean": mean, "std": diff.std, "se": diff.se, "seeds": n, "helps": diff.verdict == "gain",
-            "hurts": diff.verdict == "loss", "verdict": verdict}
-
-
 def reliability(targets: SpatialTargets, truth: SpatialTargets, bins: int = 10) -> pd.DataFrame:
     """Reliability diagram data of single-label targets against one-hot `truth` (`ground_truth_targets`), per
     objective and equal-width confidence bin: mean confidence, accuracy (%) and share of clips (%)."""
