@@ -45,12 +45,6 @@ def test_every_profile_key_of_the_chapter_is_a_parameter():
         ch.Params.from_namespace({"latency_calls": "many"})
 
 
-def test_the_dataset_must_be_chapter_twos():
-    ch.check_dataset("synthactions", ch.Params())
-    with pytest.raises(ValueError, match="trained on 'hmdb51'"):
-        ch.check_dataset("hmdb51", ch.Params())
-
-
 def test_student_weights(tmp_path):
     base, tiny = tmp_path / "embedded-base.pt", tmp_path / "embedded-tiny.pt"
     world = World(tmp_path / "manifest.json", {"checkpoints": {"embedded-base": base, "embedded-tiny": tiny}})

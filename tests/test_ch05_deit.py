@@ -61,21 +61,21 @@ def test_params_defaults_are_the_smoke_profile_and_every_profile_key_is_a_field(
         ch.Params.from_namespace({"latency_calls": "2"})
 
 
-def test_check_dataset_refuses_data_that_is_not_the_teachers():
-    assert ch.check_dataset("synthactions", "synthactions", "smoke") is True
-    assert ch.check_dataset("hmdb51", "hmdb51", "hmdb51") is False
-    with pytest.raises(ValueError, match="trained on 'hmdb51'"):
-        ch.check_dataset("synthactions", "hmdb51", "p")
-    with pytest.raises(ValueError, match="dataset='ucf101'"):
-        ch.check_dataset("ucf101", "synthactions", "p")
-
-
-def test_check_teacher_inputs_compares_resolved_world_and_weights(tmp_path):
+def test_check_teacher_clip_compares_resolved_weights(tmp_path):
     (tmp_path / "w").mkdir()
-    ch.check_teacher_inputs(tmp_path / "m.json", tmp_path / "w.pt", tmp_path / "w" / ".." / "m.json",
-                            tmp_path / "w.pt")
-    with pytest.raises(ValueError, match="run chapter 2 with the same parameters"):
-        ch.check_teacher_inputs(tmp_path / "m.json", tmp_path / "w.pt", tmp_path / "m.json", tmp_path / "v.pt")
+    ch.check_teacher_clip(tmp_path / "w.pt", tmp_path / "w" / ".." / "w.pt")
+    with pytest.raises(ValueError, match=r"CLIP \(.*w\.pt\) is not .*\(.*v\.pt\): run chapter 2 with the same "
+                                         "parameters"):
+        ch.check_teacher_clip(tmp_path / "w.pt", tmp_path / "v.pt")
+
+
+def test_the_runs_table_leaves_what_a_variant_lacks_blank():
+    runs = runs_of({"single": [5.0], "hard": [6.04]}).assign(reused_from=["02_teacher", ""])
+    assert ch.runs_table(runs).to_string(delimiter="|").splitlines() == [
+        "variant|seed|teacher seed|top-1, average / single|top-1, frame head|top-1, token head|zero-shot top-1|"
+        "train (s)|trained",
+        f"{dx.LABELS['single']}|0||5.0|||20.0|10.0|chapter 2 (the teacher)",
+        f"{dx.LABELS['hard']}|0|0|6.0|5.0|7.0|20.0|10.0|here"]
 
 
 def test_check_variants_needs_the_ablation():
@@ -192,9 +192,3 @@ def test_figures(tmp_path):
         assert isinstance(fig, Figure) and len(fig.axes) >= 1
     assert [ax.get_title() for ax in ch.heads_figure(result).axes] == ["closed-set (test split)",
                                                                        "zero-shot (held-out classes)"]
-
-
-def test_a_real_dataset_other_than_the_teachers_is_refused():
-    with pytest.raises(ValueError, match="trained on 'ucf101'"):
-        ch.check_dataset("hmdb51", "ucf101", "p")
-    assert ch.check_dataset("hmdb51", "hmdb51", "p") is False

@@ -45,9 +45,6 @@ def test_combinations_need_the_swap_and_known_names():
         ch.check_combinations(["swap+deit"])
     with pytest.raises(ValueError, match="expected 'swap'"):
         ch.check_combinations(["swap", "swap+nothing"])
-    ch.check_dataset("hmdb51", "hmdb51", "p")
-    with pytest.raises(ValueError, match="trained on 'synthactions'"):
-        ch.check_dataset("hmdb51", "synthactions", "p")
 
 
 # ---------------------------------------------------------------------------------- the goal

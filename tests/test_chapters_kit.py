@@ -1,9 +1,13 @@
 """The chapter kit: typed parameters from a notebook's namespace, the facts' Markdown marking, the seed-spread text,
-the machine label, the world guard and the shared accuracy-against-latency figure."""
+the machine label, the world guard, chapter 2's teacher as later chapters read it, the runs table and the shared
+accuracy-against-latency figure."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from actiondistill.chapters import kit
 from actiondistill.chapters.kit import (
     ChapterParams,
     Facts,
@@ -19,9 +24,12 @@ from actiondistill.chapters.kit import (
     accuracy_latency_figure,
     machine_label,
     mean_sd_range,
+    read_teacher,
+    runs_table,
     same_world,
     spread_column,
 )
+from actiondistill.config import TrainConfig, to_dict
 
 matplotlib.use("Agg")
 
@@ -80,6 +88,60 @@ def test_a_chapter_refuses_an_earlier_chapter_trained_on_another_world(tmp_path)
         World(Path("m.json")).checkpoint("embedded-base")
 
 
+def write_teacher(results: Path, key: str, dataset: str, manifest: Path | None) -> tuple[Path, TrainConfig]:
+    """A chapter-2 record under `key` whose recipe trained on `dataset` (and `manifest`)."""
+    base = TrainConfig()
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, dataset=dataset,
+                                                                manifest=str(manifest) if manifest else None))
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"teacher_choice-{key}.json"
+    path.write_text(json.dumps({"teacher": "actionclip-transf", "config": to_dict(config)}))
+    return path, config
+
+
+def test_a_later_chapter_reads_chapter_twos_teacher_with_its_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    params = Params(record_key="unit")
+    with pytest.raises(FileNotFoundError, match=r"teacher_choice-unit\.json: no teacher chosen .*run chapter 2 .*"
+                                                r"--only 02_teacher"):
+        read_teacher(params)
+    path, config = write_teacher(tmp_path / "results", "unit", "synthactions", tmp_path / "a" / "manifest.json")
+    teacher = read_teacher(params, World(tmp_path / "a" / ".." / "a" / "manifest.json"))  # the same file, resolved
+    assert teacher.path == path and teacher.config == config and teacher.choice["teacher"] == "actionclip-transf"
+    assert read_teacher(params).config == config  # no world given (chapter 7): nothing to compare
+
+
+def test_a_later_chapter_refuses_chapter_twos_teacher_of_another_dataset_or_world(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    path, _ = write_teacher(tmp_path / "results", "unit", "synthactions", tmp_path / "a" / "manifest.json")
+    with pytest.raises(ValueError) as refused:
+        read_teacher(Params(record_key="unit", dataset="hmdb51"), World(None))
+    assert str(refused.value) == (f"dataset='hmdb51', but chapter 2's teacher for profile 'smoke' ({path}) was "
+                                  "trained on 'synthactions'")
+    with pytest.raises(ValueError, match=r"chapter 2's teacher \(.*teacher_choice-unit\.json\) was trained on .*a/"
+                                         r"manifest\.json, this chapter's world is .*b/manifest\.json"):
+        read_teacher(Params(record_key="unit"), World(tmp_path / "b" / "manifest.json"))
+    write_teacher(tmp_path / "results", "real", "hmdb51", None)
+    assert read_teacher(Params(record_key="real", dataset="hmdb51"), World(None)).config.data.dataset == "hmdb51"
+
+
+def test_the_runs_table_shows_the_chosen_columns_in_order_under_the_books_names():
+    runs = pd.DataFrame({"setting": ["a", "b"], "seed": [0, 1], "top1": [50.04, 61.26], "zs_top1": [math.nan, 20.0],
+                         "trainable_m": [1.234, 2.0], "train_s": [12.0, 3.45], "eval_s": [1.0, 2.0],
+                         "unshown": ["x", "y"]})
+    table = runs_table(runs, ["setting", "seed", "trainable_m", "top1", "zs_top1", "train_s", "eval_s"])
+    assert table.to_string(delimiter="|").splitlines() == [
+        "setting|seed|trainable (M)|closed-set top-1|zero-shot top-1|train (s)|eval (s)",
+        "a|0|1.2|50.0|nan|12.0|1.0",
+        "b|1|2.0|61.3|20.0|3.5|2.0"]
+    renamed = runs_table(runs, ["seed", "setting", "top1", "zs_top1"], {"top1": "test top-1", "setting": "λ"},
+                         na_rep="")
+    assert renamed.to_string(delimiter="|").splitlines() == ["seed|λ|test top-1|zero-shot top-1", "0|a|50.0|",
+                                                             "1|b|61.3|20.0"]
+    assert list(runs.columns) == ["setting", "seed", "top1", "zs_top1", "trainable_m", "train_s", "eval_s",
+                                  "unshown"]  # the runs themselves untouched
+
+
 def test_the_accuracy_latency_figure_draws_every_point_and_the_pareto_front():
     points = pd.DataFrame({"name": ["a", "b", "c"], "latency_ms": [10.0, 20.0, 30.0],
                            "top1_mean": [50.0, 60.0, 55.0], "top1_std": [1.0, 2.0, math.nan]})
@@ -119,3 +181,12 @@ def test_a_book_figure_is_returned_closed_once_whatever_the_function_drew():
     before = len(plt.get_fignums())
     fig = axes_only()
     assert hasattr(fig, "savefig") and len(plt.get_fignums()) == before  # a Figure, already closed
+
+
+def test_a_table_shows_numbers_to_one_decimal_and_small_ones_to_two_digits():
+    frame = pd.DataFrame({"top-1": [56.2, 21.0], "lr": [0.0004, 0.0], "seeds": [3, 1], "chosen": [True, False],
+                          "name": ["a", "b"], "spread": [float("nan"), 1.25]})
+    cells = re.findall(r">([^<>]*)</td>", kit.table(frame).to_html())
+    assert cells == ["56.2", "0.0004", "3", "True", "a", "nan", "21.0", "0.0", "1", "False", "b", "1.2"]
+    assert re.findall(r">([^<>]*)</td>", kit.table(frame, na_rep="").to_html())[5] == ""
+    assert "row_heading" not in kit.table(frame).to_html()  # no index

@@ -354,20 +354,21 @@ def test_read_chapters_refuses_stale_records(tmp_path):
     def write(name, record):
         (folder / f"{name}-unit.json").write_text(json.dumps(record))
 
-    write("teacher_choice", {"teacher": "actionclip-transf", "model": model, "weights": weights})
+    choice = {"teacher": "actionclip-transf", "model": model, "weights": weights}  # kit.read_teacher's
     write("backbone_swap", {"teacher": {"model": model, "weights": weights}})
     write("spatial", {"teacher": "actionclip-transf"})
     write("deit", {"teacher": {"model": model, "weights": weights}})
-    assert set(cx.read_chapters("unit", folder)) == {"choice", "swap", "spatial", "deit"}
+    records = cx.read_chapters(choice, "unit", folder)
+    assert set(records) == {"choice", "swap", "spatial", "deit"} and records["choice"] == choice
     write("spatial", {"teacher": "actionclip-lstm"})
     with pytest.raises(ValueError, match="rerun chapter 4 .*04_spatial"):
-        cx.read_chapters("unit", folder)
+        cx.read_chapters(choice, "unit", folder)
     write("spatial", {"teacher": "actionclip-transf"})
     write("deit", {"teacher": {"model": model, "weights": {"0": "other.pt"}}})
     with pytest.raises(ValueError, match="05_deit"):
-        cx.read_chapters("unit", folder)
-    with pytest.raises(FileNotFoundError, match="02_teacher"):
-        cx.read_chapters("nowhere", folder)
+        cx.read_chapters(choice, "unit", folder)
+    with pytest.raises(FileNotFoundError, match="03_backbone"):
+        cx.read_chapters(choice, "nowhere", folder)
 
 
 def test_book_entries_lists_every_chapter():

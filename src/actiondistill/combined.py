@@ -65,17 +65,16 @@ def reported_table() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------- the chapters' records
-def read_chapters(profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
-    """Chapters 2 to 5's records under `profile` ("choice", "swap", "spatial", "deit"), after checking that chapters
-    3 to 5 were made with the teacher chapter 2 records now (a stale record names the chapter to rerun)."""
+def read_chapters(choice: Mapping[str, Any], profile: str, results_dir: str | Path | None = None) -> dict[str, Any]:
+    """Chapter 2's record `choice` (read and checked by the chapter) with chapters 3 to 5's records under `profile`
+    ("choice", "swap", "spatial", "deit"), after checking that chapters 3 to 5 were made with that teacher (a stale
+    record names the chapter to rerun)."""
     from actiondistill import backbone_swap as bs
-    from actiondistill import teacher_choice as tc
     from actiondistill.deit import experiment as dx
     from actiondistill.spatial import experiment as sx
 
-    records = {"choice": tc.read_choice(profile, results_dir), "swap": bs.read_results(profile, results_dir),
+    records = {"choice": dict(choice), "swap": bs.read_results(profile, results_dir),
                "spatial": sx.read_results(profile, results_dir), "deit": dx.read_results(profile, results_dir)}
-    choice = records["choice"]
     theirs = {3: (records["swap"]["teacher"]["model"], records["swap"]["teacher"]["weights"]),
               4: (records["spatial"]["teacher"], None),
               5: (records["deit"]["teacher"]["model"], records["deit"]["teacher"]["weights"])}

@@ -152,7 +152,7 @@ def run(params: Params) -> Result:
     sizes = split_sizes(clips)
     facts.add(**{f"ch1_split_{name}": int(row["clips"]) for name, row in sizes.iterrows()})
     result.tables["splits"] = sizes
-    result.tables["classes"] = class_table(classes, clips, held_out, params.synthetic_world).style.hide(axis="index")
+    result.tables["classes"] = class_table(classes, clips, held_out, params.synthetic_world).pipe(kit.table)
 
     examples = clips.drop_duplicates("label_text").set_index("label_text")
     result.strips["classes"] = [(c + (" (zero-shot)" if c in held_out else ""),

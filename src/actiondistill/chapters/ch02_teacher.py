@@ -209,12 +209,6 @@ def training_costs(runs: pd.DataFrame) -> dict[str, float]:
             "xclip_share": float(100 * xclip_train_s / runs["train_s"].sum())}
 
 
-def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    return (runs[["candidate", "seed", "input", "trainable_m", "top1", "zs_top1", "train_s", "eval_s"]]
-            .rename(columns={"trainable_m": "trainable (M)", "top1": "closed-set top-1", "zs_top1": "zero-shot top-1",
-                             "train_s": "train (s)", "eval_s": "eval (s)"}))
-
-
 # ------------------------------------------------------------------------------------------- accuracy
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean ± sd [range] over seeds, closed-set and zero-shot, and the share of errors naming the reversed class."""
@@ -370,7 +364,7 @@ def run(params: Params) -> Result:
     # the recipe and the rule
     base = from_dict(recipe(p, world.manifest, weights))
     candidate_seeds, candidate_epochs = candidate_budget(p.seeds, p.epochs, p.xclip_seeds, p.xclip_epochs)
-    tables["recipe"] = recipe_table(p, candidate_seeds, candidate_epochs).style.hide(axis="index")
+    tables["recipe"] = recipe_table(p, candidate_seeds, candidate_epochs).pipe(kit.table)
     excluded = tc.excluded_teachers(p.freeze_image_encoder)  # who cannot teach chapters that use cached embeddings
     rule = tc.selection_rule(p.max_slowdown, p.tie_points, p.rule_frames, excluded=excluded)
     facts.add(ch2_rule=Md(rule), ch2_rule_frames=p.rule_frames, ch2_seeds=len(p.seeds))
@@ -388,12 +382,13 @@ def run(params: Params) -> Result:
               ch2_epoch_xclip_s=costs["epoch_xclip_s"], ch2_xclip_ratio=costs["xclip_ratio"],
               ch2_xclip_seeds=len(candidate_seeds["xclip"]), ch2_xclip_epochs=candidate_epochs["xclip"],
               ch2_epochs=p.epochs, ch2_xclip_share=costs["xclip_share"])
-    tables["runs"] = runs_table(runs).style.format(precision=1).hide(axis="index")
+    tables["runs"] = kit.runs_table(runs, ["candidate", "seed", "input", "trainable_m", "top1", "zs_top1", "train_s",
+                                           "eval_s"])
 
     # accuracy
     summary = summarise(runs, metrics=("top1", "zs_top1", "reversal_errors"))
     summary.index.name = "model"
-    tables["accuracy"] = accuracy_table(summary).style.hide(axis="index")
+    tables["accuracy"] = accuracy_table(summary).pipe(kit.table)
     for name, row in summary.iterrows():
         facts.add(**{f"ch2_top1_{name}": float(row["top1_mean"]), f"ch2_zs_{name}": float(row["zs_top1_mean"])})
     classes, zs_classes = int(runs["classes"].iloc[0]), int(runs["zs_classes"].iloc[0])
@@ -443,7 +438,7 @@ def run(params: Params) -> Result:
               ch2_teacher_ms=float(summary.loc[teacher, "latency_ms"]), ch2_eligible=label_list(decision["eligible"]),
               ch2_tied=label_list(decision["tied"]), ch2_ranking=Md(ranking_text(summary)),
               ch2_verdict=Md(verdicts["choice"]), ch2_choice_path=Md(f"`{path.relative_to(path.parents[2])}`"))
-    tables["choice"] = choice_table(summary, decision, p.rule_frames).style.hide(axis="index")
+    tables["choice"] = choice_table(summary, decision, p.rule_frames).pipe(kit.table)
     facts.add(ch2_chapter_s=time.perf_counter() - started)
     return Result(params=p, world=world, weights=str(weights), base=base, candidate_seeds=candidate_seeds,
                   candidate_epochs=candidate_epochs, runs=runs, summary=summary, latency=latency, decision=decision,

@@ -1,6 +1,6 @@
 """Chapter 3, the backbone swap: chapter 2's teacher with its CLIP swapped for a TinyCLIP-style one.
 
-`run(Params())` reads the teacher chosen in chapter 2 (`teacher_choice.read_choice`: model, recipe, runs per seed),
+`run(Params())` reads the teacher chosen in chapter 2 (`kit.read_teacher`: model, recipe, runs per seed),
 starts the student's CLIP three ways (`backbone_swap.prepare_inits`: TinyCLIP-distilled, inherited, random), trains
 the student under each with the teacher's recipe and seeds, judges every accuracy difference by the book's noise rule
 (`stats.paired_by_seed`), times teacher and student side by side (`backbone_swap.latency_table`), and records the
@@ -92,13 +92,6 @@ class Result:
 
 
 # ------------------------------------------------------------------------------------------- rules and sentences
-def check_dataset(recorded: str, params: Params) -> None:
-    """The students train on chapter 2's dataset: refuse another."""
-    if recorded != params.dataset:
-        raise ValueError(f"dataset={params.dataset!r}, but chapter 2's teacher for profile {params.profile!r} was "
-                         f"trained on {recorded!r}")
-
-
 def student_weights(params: Params, world: kit.World, teacher_backbone: str, teacher_weights: str) -> str:
     """The TinyCLIP weights of the student's CLIP: `student_pretrained` when given, else the in-project CLIP of the
     world, which must be the sibling of the teacher's (the same `pretrain`)."""
@@ -220,7 +213,7 @@ def inits_table(students: Mapping[str, bs.InitBackbone]) -> Any:
                          "weights": [Path(i.pretrained).name for i in students.values()],
                          "made by": [i.meta.get("source", "") for i in students.values()],
                          "this run": ["written" if i.computed else "reused" for i in students.values()]}
-                        ).style.hide(axis="index")
+                        ).pipe(kit.table)
 
 
 def recipe_table(base: TrainConfig, freeze_image_encoder: bool, freeze_token_embedding: bool,
@@ -232,15 +225,7 @@ def recipe_table(base: TrainConfig, freeze_image_encoder: bool, freeze_token_emb
         "value": [base.data.num_frames, base.epochs, base.data.batch_size, optim.lr, optim.lr * optim.fusion_lr_mult,
                   optim.weight_decay, optim.warmup_epochs, "frozen" if freeze_image_encoder else "fine-tuned",
                   "frozen" if freeze_token_embedding else "trained", ", ".join(map(str, seeds))]},
-    ).style.hide(axis="index")
-
-
-def runs_table(runs: pd.DataFrame) -> Any:
-    return (runs.assign(initialisation=runs["init"].map(bs.LABELS))[["initialisation", "seed", "trainable_m", "top1",
-                                                                     "zs_top1", "train_s", "eval_s"]]
-            .rename(columns={"trainable_m": "trainable (M)", "top1": "closed-set top-1", "zs_top1": "zero-shot top-1",
-                             "train_s": "train (s)", "eval_s": "eval (s)"})
-            .style.format(precision=1).hide(axis="index"))
+    ).pipe(kit.table)
 
 
 def accuracy_table(summary: pd.DataFrame, gaps: Mapping[str, PairedDifference], teacher_backbone: str,
@@ -262,7 +247,7 @@ def ranking_table(summary: pd.DataFrame, gaps: Mapping[str, PairedDifference], r
                          "closed-set top-1": [summary.loc[n, "top1_mean"] for n in ranking],
                          "zero-shot top-1": [summary.loc[n, "zs_top1_mean"] for n in ranking],
                          "below the teacher (points)": [gaps[n].mean for n in ranking]}
-                        ).style.format(precision=1).hide(axis="index")
+                        ).pipe(kit.table)
 
 
 def reported_styler(beside: pd.DataFrame) -> Any:
@@ -277,7 +262,6 @@ def reported_styler(beside: pd.DataFrame) -> Any:
 def run(params: Params) -> Result:
     """Chapter 3 in the notebook's order: the teacher, the student's initialisations, training, accuracy, cost,
     the verdict, TinyCLIP's published figures, the record."""
-    from actiondistill import teacher_choice as tc
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
     from actiondistill.stats import paired_by_seed
@@ -287,17 +271,15 @@ def run(params: Params) -> Result:
     facts, tables = Facts(), {}
 
     # the teacher and its student
-    choice = tc.read_choice(records_as)
-    base = bs.recipe(choice)
+    world = kit.prepare_world(params, clips=False)
+    chosen = kit.read_teacher(params, world)
+    choice, base = chosen.choice, chosen.config
     model = choice["model"]
     teacher_backbone, teacher_weights = model["backbone"], model["pretrained"]
     student_backbone = params.student_backbone
     freeze_image_encoder = bool(choice.get("freeze_image_encoder", True))
     teacher = bs.teacher_runs(choice, params.seeds)
     freeze_token_embedding = bs.frozen_token_embedding(teacher)
-    check_dataset(base.data.dataset, params)
-    world = kit.prepare_world(params, clips=False)
-    kit.same_world(params, base.data.manifest, world, "chapter 2's teacher")
     if params.student_pretrained is None and params.synthetic_world:
         world = kit.prepare_world(params, params.pretrain)
     tinyclip_weights = student_weights(params, world, teacher_backbone, teacher_weights)
@@ -338,7 +320,8 @@ def run(params: Params) -> Result:
     facts.add(ch3_runs=len(runs), ch3_training_s=time.perf_counter() - training,
               ch3_epoch_s=float((runs["train_s"] / runs["epochs"]).mean()),
               ch3_teacher_epoch_s=float((teacher["train_s"] / teacher["epochs"]).mean()))
-    tables["runs"] = runs_table(runs)
+    tables["runs"] = kit.runs_table(runs.assign(initialisation=runs["init"].map(bs.LABELS)),
+                                    ["initialisation", "seed", "trainable_m", "top1", "zs_top1", "train_s", "eval_s"])
 
     # accuracy
     all_runs = pd.concat([teacher, runs], ignore_index=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from actiondistill.chapters import kit
 from actiondistill.chapters.kit import (
     ChapterParams,
     Facts,
@@ -32,7 +33,8 @@ from actiondistill.chapters.kit import (
     frame_features,
     paired_seeds_figure,
     prepare_world,
-    same_world,
+    read_teacher,
+    runs_table,
     smoke_pretrain,
     spread_column,
 )
@@ -310,7 +312,7 @@ def vocabulary_table(vocabularies: Mapping[str, Any]) -> Styler:
     return pd.DataFrame({"objective": list(vocabularies),
                          "concepts": [", ".join(v.concepts) for v in vocabularies.values()],
                          "prompt templates": [" | ".join(v.templates) for v in vocabularies.values()]
-                         }).style.hide(axis="index")
+                         }).pipe(kit.table)
 
 
 def quality_view(quality: pd.DataFrame, target_frames: Sequence[int], default_k: int) -> pd.DataFrame:
@@ -335,14 +337,7 @@ def recipe_table(choice: Mapping[str, Any], student: Mapping[str, Any], base: Tr
                                      "fusion and heads lr", "weight decay", "image encoder", "token embedding table",
                                      "targets' temperature", "frame aggregation"],
                          "value": [str(v) if isinstance(v, str) else f"{v:g}" for v in values]}
-                        ).style.hide(axis="index")
-
-
-def runs_table(runs: pd.DataFrame) -> Styler:
-    return (runs[["setting", "seed", "top1", "zs_top1", "val_top1", "train_s", "eval_s"]]
-            .rename(columns={"top1": "test top-1", "zs_top1": "zero-shot top-1", "val_top1": "val top-1",
-                             "train_s": "train (s)", "eval_s": "eval (s)"})
-            .style.format(precision=1).hide(axis="index"))
+                        ).pipe(kit.table)
 
 
 def beside_table(summary: pd.DataFrame, names: Sequence[str], choice: Mapping[str, Any],
@@ -392,12 +387,9 @@ def ablation_rows(table: pd.DataFrame, groups: Mapping[str, Sequence[sx.SpatialS
 
 
 # ------------------------------------------------------------------------------------------- the experiment
-def check_parameters(params: Params, teacher_dataset: str) -> None:
-    """Refuse parameters that cannot run: another dataset than chapter 2's teacher's (`teacher_dataset`), a real
-    dataset without its CLIP weights and vocabularies, a default K that the K ablation does not compute."""
-    if teacher_dataset != params.dataset:
-        raise ValueError(f"dataset={params.dataset!r}, but chapter 2's teacher for profile {params.profile!r} was "
-                         f"trained on {teacher_dataset!r}")
+def check_parameters(params: Params) -> None:
+    """Refuse parameters that cannot run: a real dataset without its CLIP weights and vocabularies, a default K that
+    the K ablation does not compute (chapter 2's teacher on another dataset: `kit.read_teacher`)."""
     if not params.synthetic_world and (params.teacher_pretrained is None or params.student_pretrained is None
                                        or not params.vocabulary_files):
         raise ValueError(f"dataset={params.dataset!r}: set teacher_pretrained, student_pretrained (CLIP weights: files "
@@ -411,7 +403,6 @@ def check_parameters(params: Params, teacher_dataset: str) -> None:
 def run(params: Params) -> Result:
     """The chapter: targets and their quality, the student, the ablations, the headline and the record."""
     from actiondistill import teacher_choice as tc
-    from actiondistill.config import from_dict
     from actiondistill.spatial import ClipList, SpatialTargetCache, ground_truth_targets, target_quality
     from actiondistill.spatial.sources import chapter_vocabularies, dataset_clips
     from actiondistill.stats import paired_by_seed
@@ -421,15 +412,14 @@ def run(params: Params) -> Result:
     synthetic = p.synthetic_world
     world_name = "SynthActions" if synthetic else p.dataset.upper()
     records_as = p.records_as()
-    choice = tc.read_choice(records_as)
-    base = from_dict(choice["config"])
-    check_parameters(p, base.data.dataset)
+    check_parameters(p)
+    chosen = read_teacher(p, prepare_world(p, clips=False))
+    choice, base = chosen.choice, chosen.config
     freeze_image_encoder = bool(choice.get("freeze_image_encoder", True))
     facts, tables, verdicts = Facts(), {}, {}
 
     # the framework's targets
     world = prepare_world(p, p.pretrain)
-    same_world(p, base.data.manifest, world, "chapter 2's teacher")
     manifest_path, teacher_features, truth = world.manifest, None, None
     if synthetic:
         teacher_weights = p.teacher_pretrained or world.checkpoint(p.teacher_backbone)
@@ -530,7 +520,8 @@ def run(params: Params) -> Result:
     headline_s = time.perf_counter() - started
     facts.add(ch4_runs=len(runs), ch4_training_s=ablation_s + headline_s,
               ch4_run_s=float((runs["train_s"] + runs["eval_s"]).mean()), ch4_best=Md(f"**{best.name}**"))
-    tables["runs"] = runs_table(runs)
+    tables["runs"] = runs_table(runs, ["setting", "seed", "top1", "zs_top1", "val_top1", "train_s", "eval_s"],
+                                {"top1": "test top-1"})
 
     # the headline
     head = headline_runs(runs, [baseline.name, best.name], p.seeds)
@@ -541,7 +532,7 @@ def run(params: Params) -> Result:
     zs_sentence = (zs_outcome.sentence("it") if zs_outcome.seeds else
                    f"nothing is measured: {world_name} has no held-out classes")
     tables["headline"] = beside_table(summary, [baseline.name, best.name], choice, world_name
-                                      ).style.hide(axis="index")
+                                      ).pipe(kit.table)
     teacher_row = next(r for r in choice["summary"] if r["model"] == choice["teacher"])
     verdicts["headline"] = capitalised(sentence)
     verdicts["zero_shot"] = zs_sentence

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 #: The head that inference uses, as the head figure's legend names it.
 INFERENCE = "what inference uses (average of the heads; the single head)"
-REAL_DATASETS = ("hmdb51", "ucf101")
 
 
 @dataclass
@@ -65,7 +64,7 @@ class Result:
     the record it wrote and the facts its text glues."""
 
     params: Params
-    choice: dict[str, Any]            # chapter 2's teacher choice (`teacher_choice.read_choice`)
+    choice: dict[str, Any]            # chapter 2's teacher choice (`kit.read_teacher`)
     base: TrainConfig                 # the recipe every variant trains with
     teacher_row: dict[str, Any]       # chapter 2's summary row of the teacher
     classes: int
@@ -85,23 +84,13 @@ class Result:
 
 
 # --------------------------------------------------------------------------------------- checks
-def check_dataset(dataset: str, recipe_dataset: str, profile: str) -> bool:
-    """Whether the teacher's recipe is on the SynthActions world; refuses a `dataset` that is not the teacher's."""
-    synthetic = recipe_dataset not in REAL_DATASETS
-    if dataset != recipe_dataset:
-        raise ValueError(f"dataset={dataset!r}, but chapter 2's teacher of profile {profile!r} was trained on "
-                         f"{recipe_dataset!r}")
-    return synthetic
-
-
-def check_teacher_inputs(manifest: str | Path, weights: str | Path, teacher_manifest: str | Path,
-                         teacher_weights: str | Path) -> None:
-    """Refuse a world or CLIP other than the ones chapter 2's teacher was trained on."""
-    mine = (Path(manifest).resolve(), Path(weights).resolve())
-    theirs = (Path(teacher_manifest).resolve(), Path(teacher_weights).resolve())
+def check_teacher_clip(weights: str | Path, teacher_weights: str | Path) -> None:
+    """Refuse a CLIP other than the one chapter 2's teacher was trained on (its world: `kit.read_teacher`): the
+    students share the teacher's CLIP, so that the two heads are all that differs."""
+    mine, theirs = Path(weights).resolve(), Path(teacher_weights).resolve()
     if mine != theirs:
-        raise ValueError(f"this chapter's world and CLIP ({mine[0]}, {mine[1]}) are not the ones chapter 2's teacher "
-                         f"was trained on ({theirs[0]}, {theirs[1]}): run chapter 2 with the same parameters first")
+        raise ValueError(f"this chapter's CLIP ({mine}) is not the one chapter 2's teacher was trained on ({theirs}): "
+                         "run chapter 2 with the same parameters first")
 
 
 def check_variants(variants: Sequence[str]) -> None:
@@ -207,16 +196,15 @@ def variants_table(variants: Sequence[str], alpha: float, tau: float, soft_alpha
 
 
 def runs_table(runs: pd.DataFrame) -> Styler:
-    """Every run: its variant, seeds, the heads' scores, training time and where it was trained."""
-    scores = ["top-1, average / single", "top-1, frame head", "top-1, token head", "zero-shot top-1", "train (s)"]
+    """Every run: its variant, seeds, the heads' scores, training time and where it was trained (`kit.runs_table`);
+    a head the single head lacks and the teacher seed of a variant without a teacher are blank, not "nan"."""
     reused = runs["reused_from"] != ""
-    return (runs.assign(trained=np.where(reused, "chapter 2 (the teacher)", "here"))
-            [["label", "seed", "teacher_seed", "top1", "top1_frame", "top1_token", "zs_top1", "train_s", "trained"]]
-            .rename(columns={"label": "variant", "teacher_seed": "teacher seed", "top1": scores[0],
-                             "top1_frame": scores[1], "top1_token": scores[2], "zs_top1": scores[3],
-                             "train_s": scores[4]})
-            .style.format(lambda x: f"{x:.1f}", subset=scores, na_rep="")
-            .format(lambda x: f"{x:.0f}", subset=["teacher seed"], na_rep="").hide(axis="index"))
+    return (kit.runs_table(runs.assign(trained=np.where(reused, "chapter 2 (the teacher)", "here")),
+                           ["label", "seed", "teacher_seed", "top1", "top1_frame", "top1_token", "zs_top1", "train_s",
+                            "trained"],
+                           {"label": "variant", "teacher_seed": "teacher seed", "top1": "top-1, average / single",
+                            "top1_frame": "top-1, frame head", "top1_token": "top-1, token head"}, na_rep="")
+            .format("{:.0f}", subset=["teacher seed"], na_rep=""))
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -297,7 +285,6 @@ def best_table(best: Mapping[str, Any]) -> pd.DataFrame:
 def run(params: Params) -> Result:
     """Chapter 5 end to end: the teacher and its world, the ablation, the attribution, the published numbers, the
     latency, and the record for chapter 7."""
-    from actiondistill import teacher_choice as tc
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
     from actiondistill.profiler import load_note
@@ -308,14 +295,14 @@ def run(params: Params) -> Result:
     records_as = params.records_as()
 
     # the teacher, and what the student sees
-    choice = tc.read_choice(records_as)
+    choice = kit.read_teacher(params, kit.prepare_world(params, clips=False)).choice
     base = dx.recipe(choice, params.epochs)
     teacher_model = choice["model"]
-    synthetic = check_dataset(params.dataset, base.data.dataset, params.profile)
+    synthetic = params.synthetic_world
     world = kit.prepare_world(params, params.pretrain, clips=params.pretrained is None)  # World(None): real data
     if synthetic:
         weights = params.pretrained if params.pretrained is not None else world.checkpoint(teacher_model["backbone"])
-        check_teacher_inputs(world.manifest, weights, base.data.manifest, teacher_model["pretrained"])
+        check_teacher_clip(weights, teacher_model["pretrained"])
     features = None
     if params.freeze_image_encoder:
         if not synthetic:
@@ -335,13 +322,13 @@ def run(params: Params) -> Result:
               ch5_frames=base.data.num_frames)
     tables: dict[str, Any] = {"setup": setup_table(
         choice, teacher_row, base, classes,
-        image_encoder_setup(features is not None, params.freeze_image_encoder)).style.hide(axis="index")}
+        image_encoder_setup(features is not None, params.freeze_image_encoder)).pipe(kit.table)}
 
     # the two heads and the variants
     check_variants(params.variants)
     soft = soft_weight(params.alpha, params.soft_alpha, classes)
     facts.add(ch5_soft_alpha=float(soft), ch5_alpha=float(params.alpha), ch5_seeds=len(params.seeds))
-    tables["variants"] = variants_table(params.variants, params.alpha, params.tau, soft).style.hide(axis="index")
+    tables["variants"] = variants_table(params.variants, params.alpha, params.tau, soft).pipe(kit.table)
 
     # training
     training_started = time.perf_counter()
@@ -358,7 +345,7 @@ def run(params: Params) -> Result:
     summary = dx.summarise(runs, metrics=("top1", "top1_frame", "top1_token", "zs_top1"))
     facts.add(**{f"ch5_top1_{v}": float(row["top1_mean"]) for v, row in summary.iterrows()})
     facts.add(ch5_max_std=max_std(summary))
-    tables["summary"] = summary_table(summary).style.hide(axis="index")
+    tables["summary"] = summary_table(summary).pipe(kit.table)
     best_two = best_student(summary)
     headline = paired_by_seed(runs, "variant", best_two, "single")
     verdicts = {"best_vs_single": headline.phrase()}
@@ -381,7 +368,7 @@ def run(params: Params) -> Result:
     work = f"{world_name(synthetic, base.data.dataset)}, {teacher_model['backbone']}"
     tables["published"] = published_table(runs, pairs, work).style.format({"gain (points)": "{:+.1f}"}) \
         .hide(axis="index")
-    tables["finding"] = finding_table(attr["conclusion"]).style.hide(axis="index")
+    tables["finding"] = finding_table(attr["conclusion"]).pipe(kit.table)
 
     # what the extra token costs
     latency = dx.latency_table(params.latency_backbones, params.latency_frames, fusion_layers=params.fusion_layers,
@@ -408,7 +395,7 @@ def run(params: Params) -> Result:
                "latency": latency.to_dict(orient="records"), "machine": machine})
     facts.add(ch5_best=Md(f"**{best['label']}**"), ch5_best_top1=best["mean"],
               ch5_results_path=Md(f"`{path.relative_to(path.parents[2])}`"))
-    tables["best"] = best_table(best).style.hide(axis="index")
+    tables["best"] = best_table(best).pipe(kit.table)
     facts.add(ch5_chapter_s=time.perf_counter() - started)
     return Result(params=params, choice=dict(choice), base=base, teacher_row=dict(teacher_row), classes=classes,
                   soft_alpha=float(soft), runs=runs, summary=summary, headline=headline, attribution=attr,

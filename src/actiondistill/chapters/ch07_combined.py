@@ -1,10 +1,10 @@
 """Chapter 7, "Combined students": the three distillations combined into one student, every model of the book in
 one table timed side by side, and the book's goal decided from the numbers.
 
-The experiment itself is `combined` (reading chapters 2 to 5's records, training the combinations, collecting
-every model of the book, and the record the introduction's headline reads); this module runs it with the
-chapter's parameters, decides whether a student reaches the goal (`goal`), makes the tables and figures, and says
-them in the sentences the chapter's text glues.
+The experiment itself is `combined` (reading chapters 3 to 5's records beside chapter 2's, which this module reads
+with `kit.read_teacher`, training the combinations, collecting every model of the book, and the record the
+introduction's headline reads); this module runs it with the chapter's parameters, decides whether a student
+reaches the goal (`goal`), makes the tables and figures, and says them in the sentences the chapter's text glues.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Result:
     and the facts its text glues."""
 
     params: Params
-    records: dict[str, Any]           # chapters 2 to 5's records (`combined.read_chapters`)
+    records: dict[str, Any]           # chapters 2 to 5's records (`kit.read_teacher`, `combined.read_chapters`)
     base: TrainConfig                 # chapter 2's recipe on chapter 3's best student CLIP
     spatial: dict[str, Any]           # chapter 4's chosen setting (`combined.spatial_setting`)
     deit: dict[str, Any]              # chapter 5's best two-headed variant (`combined.deit_setting`)
@@ -97,13 +97,6 @@ def check_combinations(combinations: Sequence[str]) -> None:
     if unknown or "swap" not in combinations:
         raise ValueError(f"combinations={list(combinations)}: expected 'swap' (the reference) and others from "
                          f"{cx.COMBINATIONS}")
-
-
-def check_dataset(dataset: str, recipe_dataset: str, profile: str) -> None:
-    """Refuse a `dataset` that is not the one chapter 2's teacher was trained on."""
-    if recipe_dataset != dataset:
-        raise ValueError(f"dataset={dataset!r}, but chapter 2's teacher of profile {profile!r} was trained on "
-                         f"{recipe_dataset!r}")
 
 
 # --------------------------------------------------------------------------------------- the goal
@@ -237,23 +230,14 @@ def ingredients_table(choice: Mapping[str, Any], swap: Mapping[str, Any], base: 
                   f"{base.data.num_frames} frames per clip",
                   f"{'frozen' if freeze_image_encoder else 'fine-tuned'} / "
                   f"{'frozen' if freeze_token_embedding else 'trained'}",
-                  ", ".join(map(str, seeds))]}).style.hide(axis="index")
-
-
-def runs_table(runs: pd.DataFrame) -> Styler:
-    """One row per run: its accuracy, times, and where it was trained (here, or the chapter it was read from)."""
-    return (runs.assign(trained=np.where(runs["reused_from"] == "", "here", runs["reused_from"]))
-            [["label", "seed", "model", "top1", "zs_top1", "train_s", "eval_s", "trained"]]
-            .rename(columns={"label": "combination", "top1": "closed-set top-1", "zs_top1": "zero-shot top-1",
-                             "train_s": "train (s)", "eval_s": "eval (s)"})
-            .style.format(precision=1).hide(axis="index"))
+                  ", ".join(map(str, seeds))]}).pipe(kit.table)
 
 
 def summary_table(summary: pd.DataFrame) -> Styler:
     """Each combination's closed-set and zero-shot top-1 over seeds (mean ± sd [range])."""
     return pd.DataFrame({"combination": summary["label"], "seeds": summary["seeds"],
                          "closed-set top-1 (%)": kit.spread_column(summary, "top1"),
-                         "zero-shot top-1 (%)": kit.spread_column(summary, "zs_top1")}).style.hide(axis="index")
+                         "zero-shot top-1 (%)": kit.spread_column(summary, "zs_top1")}).pipe(kit.table)
 
 
 def models_table(table: pd.DataFrame, throughput_batch: int, caption: str = "") -> Styler:
@@ -315,10 +299,9 @@ def run(params: Params) -> Result:
     records_as = p.records_as()
 
     # the ingredients, read back
-    records = cx.read_chapters(records_as)
+    records = cx.read_chapters(kit.read_teacher(p).choice, records_as)
     choice, swap = records["choice"], records["swap"]
     base = cx.student_base(choice, swap)
-    check_dataset(p.dataset, base.data.dataset, p.profile)
     freeze_image_encoder = bool(choice.get("freeze_image_encoder", True))
     freeze_token_embedding = bs.frozen_token_embedding(bs.teacher_runs(choice, p.seeds))
     spatial = cx.spatial_setting(records["spatial"], base)
@@ -361,7 +344,10 @@ def run(params: Params) -> Result:
     facts.add(ch7_runs=len(runs), ch7_trained=len(trained), ch7_training_s=training_s,
               ch7_run_s=float((trained["train_s"] + trained["eval_s"]).mean()) if len(trained) else 0.0,
               ch7_reused=reused_text(runs))
-    tables["runs"] = runs_table(runs)
+    where = np.where(runs["reused_from"] == "", "here", runs["reused_from"])  # or the chapter it was read from
+    tables["runs"] = kit.runs_table(runs.assign(trained=where), ["label", "seed", "model", "top1", "zs_top1",
+                                                                 "train_s", "eval_s", "trained"],
+                                    {"label": "combination"})
 
     # what each ingredient adds
     summary = cx.summarise(runs, metrics=("top1", "zs_top1"))

@@ -1,5 +1,6 @@
 """What every chapter module shares: typed parameters, the facts a chapter's text glues, the world and its caches,
-the text of a mean over seeds, the machine a latency was measured on, and the accuracy-against-latency figure.
+chapter 2's teacher as the later chapters read it, the text of a mean over seeds, the runs table, the machine a
+latency was measured on, and the accuracy-against-latency figure.
 
 A chapter module (`chNN_<name>.py`) has a `Params` dataclass (a `ChapterParams`), a `run(params) -> Result` that
 holds the experiment, its decisions and the sentences its text glues, and its figure functions. Its notebook
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ from actiondistill.config import from_dict
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+    from pandas.io.formats.style import Styler
+
+    from actiondistill.config import TrainConfig
 
 P = TypeVar("P", bound="ChapterParams")
 
@@ -121,6 +126,36 @@ def spread_column(summary: pd.DataFrame, prefix: str, with_range: bool = True) -
     return [mean_sd_range(m, s, lo, hi) if with_range else mean_sd_range(m, s) for m, s, lo, hi in rows]
 
 
+#: The book's names for the per-run columns of every chapter's runs table (`runs_table`).
+RUN_COLUMNS = {"trainable_m": "trainable (M)", "top1": "closed-set top-1", "zs_top1": "zero-shot top-1",
+               "val_top1": "val top-1", "train_s": "train (s)", "eval_s": "eval (s)"}
+
+
+def table(frame: pd.DataFrame, precision: int = 1, na_rep: str | None = None) -> Styler:
+    """A chapter's table as the book shows it: no index, numbers to `precision` decimals, and a small non-zero
+    number (a learning rate) to two significant digits rather than rounded to nothing. Why: pandas' Styler shows
+    every float to six decimals ("56.200000") unless told otherwise. `na_rep` is what a missing number shows (None:
+    pandas' "nan")."""
+    return frame.style.format(functools.partial(_number, precision=precision), na_rep=na_rep).hide(axis="index")
+
+
+def _number(value: Any, precision: int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value  # text, flags and missing values as they are
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if math.isnan(value) or value == 0 or abs(value) >= 0.5 * 10 ** -precision:
+        return value if math.isnan(value) else f"{value:.{precision}f}"
+    return f"{value:.2g}"
+
+
+def runs_table(runs: pd.DataFrame, columns: Sequence[str], names: Mapping[str, str] | None = None,
+               na_rep: str | None = None) -> Styler:
+    """One row per run: the `columns` of `runs`, in that order, under the book's names (`RUN_COLUMNS`, then the
+    chapter's own `names`), so that every chapter's runs read alike (`table`'s format)."""
+    return table(runs[list(columns)].rename(columns={**RUN_COLUMNS, **(names or {})}), na_rep=na_rep)
+
+
 def machine_label(environment: Mapping[str, Any], device: str = "cpu") -> str:
     """Where a latency was measured, for a table's caption: the GPU, or the CPU model and its threads."""
     if str(device).startswith("cuda"):
@@ -192,6 +227,35 @@ def same_world(params: ChapterParams, recorded_manifest: str | Path | None, worl
     if Path(recorded_manifest).resolve() != Path(world.manifest).resolve():
         raise ValueError(f"{what} was trained on {recorded_manifest}, this chapter's world is {world.manifest}: run "
                          f"both with the same videos/size/frames/seed/world (profile {params.profile!r})")
+
+
+# ------------------------------------------------------------------------------------------- chapter 2's teacher
+@dataclass(frozen=True)
+class TeacherRecord:
+    """Chapter 2's record of the chosen teacher (`teacher_choice.write_choice`), as the later chapters read it."""
+
+    choice: dict[str, Any]   # the record itself: teacher, model, weights per seed, decision, summary, config
+    config: TrainConfig      # its recipe (`choice["config"]`), which the later chapters train with
+    path: Path               # where it was read
+
+
+def read_teacher(params: ChapterParams, world: World | None = None) -> TeacherRecord:
+    """Chapter 2's teacher for this chapter's records (`records_as`), refused unless it was trained on this
+    chapter's dataset and, given `world` (this chapter's, `prepare_world`), on its SynthActions world: a chapter
+    never silently builds on another data's teacher. `world` None: the chapter trains on chapter 2's own world (its
+    recipe's manifest), so there is no other world to compare. A missing record says how to run chapter 2."""
+    from actiondistill import teacher_choice as tc
+
+    key = params.records_as()
+    path = tc.choice_path(key)
+    choice = tc.read_choice(key)
+    config = from_dict(choice["config"], source=f"{path}: config")
+    if config.data.dataset != params.dataset:
+        raise ValueError(f"dataset={params.dataset!r}, but chapter 2's teacher for profile {params.profile!r} ({path}) "
+                         f"was trained on {config.data.dataset!r}")
+    if world is not None:
+        same_world(params, config.data.manifest, world, f"chapter 2's teacher ({path})")
+    return TeacherRecord(choice, config, path)
 
 
 # ------------------------------------------------------------------------------------------- figures
