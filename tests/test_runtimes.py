@@ -95,7 +95,8 @@ def test_eager_is_the_model_itself_and_unknown_runtimes_are_named(model, probe):
     built = ex.frame_runtime(model)
     assert built.runtime == "eager" and built.agreement is None and built.cache is None
     assert torch.equal(built(probe[:2]), eager_embeddings(model, probe[:2]))
-    with pytest.raises(ValueError, match="runtime 'tensorrt': expected one of eager, compile, onnx, onnx-int8, bf16"):
+    with pytest.raises(ValueError, match="runtime 'tensorrt': expected one of eager, compile, onnx, onnx-int8, bf16, "
+                                         "bf16-compile"):
         ex.frame_runtime(model, "tensorrt")
 
 
@@ -117,6 +118,32 @@ def test_compile_runs_inductor_or_falls_back_loudly(monkeypatch, caplog):
     assert fallen.runtime == "eager" and fallen.requested == "compile" and fallen.agreement is None
     assert "no C++ compiler" in fallen.fallback_reason
     assert any("running eager PyTorch instead" in r.getMessage() for r in caplog.records)
+
+
+def test_bf16_compile_freezes_the_weights_or_falls_back_to_bf16(monkeypatch, caplog):
+    from torch._inductor import config as inductor_config
+
+    tiny = micro()
+    seen = []
+    monkeypatch.setattr(ex, "_bf16_encoder", lambda m: lambda frames: seen.append(inductor_config.freezing)
+                        or m.backbone.encode_image(frames.float()))
+    built = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
+    assert built.requested == "bf16-compile"
+    if built.runtime == "bf16-compile":
+        assert built.agreement["ok"] and seen and all(seen)  # traced under inductor's freezing
+        assert not inductor_config.freezing  # the setting is the call's, not left behind
+
+    def no_compiler(fn, **options):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler on this machine")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with caplog.at_level(logging.WARNING, logger="actiondistill.export"):
+        fallen = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
+    assert fallen.runtime == "bf16" and fallen.requested == "bf16-compile"
+    assert "no C++ compiler" in fallen.fallback_reason
 
 
 def test_the_recognizer_streams_on_a_runtime(model, clip_file, tmp_path):
@@ -243,7 +270,8 @@ def test_the_commands_offer_the_library_runtimes():
 def test_zeroshot_refuses_a_bad_runtime_in_one_line(clip_file, capsys):
     assert main(["zeroshot", "--video", str(clip_file), "--labels", LABEL_TEXT, "--runtime", "tensorrt"]) == 2
     assert (
-        capsys.readouterr().err == "error: --runtime tensorrt: expected one of eager, compile, onnx, onnx-int8, bf16\n"
+        capsys.readouterr().err
+        == "error: --runtime tensorrt: expected one of eager, compile, onnx, onnx-int8, bf16, bf16-compile\n"
     )
 
 

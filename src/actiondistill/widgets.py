@@ -41,8 +41,8 @@ class LiveZeroShot:
         stats_window: frames the FPS/latency readout averages over.
         timeout: seconds without a frame before a webcam or iterator counts as stalled.
         runtime: where each model's image encoder runs (`export.FRAME_RUNTIMES`: eager, compile, onnx, onnx-int8,
-            bf16); any but eager is checked against eager fp32 when the model is first selected and refused
-            (AgreementError) if it changes the predictions.
+            bf16, bf16-compile); any but eager is checked against eager fp32 when the model is first selected and
+            refused (AgreementError) if it changes the predictions.
     """
 
     def __init__(self, models: Mapping[str, nn.Module] | nn.Module, labels: Sequence[str] | str, source: SourceSpec,

@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16")  # export.FRAME_RUNTIMES, without importing torch
+# export.FRAME_RUNTIMES, without importing torch
+RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16", "bf16-compile")
 HELP = ("time one video model on several backbones side by side (random weights): p50/p90/p99 latency, clips/s, "
         "GFLOPs (2 x MAC), parameters, peak memory and the speed-up against the first backbone; model-only latency "
         "excludes the text encoder, whose label embeddings are cached in deployment")

@@ -14,7 +14,8 @@ from pathlib import Path
 from actiondistill.cli._model_args import DEFAULT_FRAMES, RANDOM_WARNING, add_model_arguments, build_model
 
 HELP = "zero-shot action recognition on a video file or webcam with free-text labels, streamed in real time"
-RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16")  # export.FRAME_RUNTIMES, without importing torch
+# export.FRAME_RUNTIMES, without importing torch
+RUNTIMES = ("eager", "compile", "onnx", "onnx-int8", "bf16", "bf16-compile")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COMMAND = "python benchmarks/bench_streaming_realsize.py"
-RUNTIME_ORDER = ("eager", "compile", "onnx", "onnx-int8", "bf16")
+RUNTIME_ORDER = ("eager", "compile", "onnx", "onnx-int8", "bf16", "bf16-compile")
 
 
 def realsize_path() -> Path:
