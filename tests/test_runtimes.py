@@ -100,17 +100,19 @@ def test_eager_is_the_model_itself_and_unknown_runtimes_are_named(model, probe):
         ex.frame_runtime(model, "tensorrt")
 
 
+def no_compiler(fn, **options):
+    """torch.compile on a machine without a C++ compiler: it fails at the first call."""
+    def fails(*args):
+        raise RuntimeError("no C++ compiler on this machine")
+
+    return fails
+
+
 def test_compile_runs_inductor_or_falls_back_loudly(monkeypatch, caplog):
     tiny = micro()
     built = ex.frame_runtime(tiny, "compile")
     if built.runtime == "compile":
         assert built.agreement["ok"] and built.agreement["frame_max_abs_diff"] < 1e-4
-
-    def no_compiler(fn, **options):
-        def fails(*args):
-            raise RuntimeError("no C++ compiler on this machine")
-
-        return fails
 
     monkeypatch.setattr(torch, "compile", no_compiler)
     with caplog.at_level(logging.WARNING, logger="actiondistill.export"):
@@ -120,7 +122,7 @@ def test_compile_runs_inductor_or_falls_back_loudly(monkeypatch, caplog):
     assert any("running eager PyTorch instead" in r.getMessage() for r in caplog.records)
 
 
-def test_bf16_compile_freezes_the_weights_or_falls_back_to_bf16(monkeypatch, caplog):
+def test_bf16_compile_freezes_the_weights_or_falls_back_to_bf16(monkeypatch):
     from torch._inductor import config as inductor_config
 
     tiny = micro()
@@ -133,15 +135,8 @@ def test_bf16_compile_freezes_the_weights_or_falls_back_to_bf16(monkeypatch, cap
         assert built.agreement["ok"] and seen and all(seen)  # traced under inductor's freezing
         assert not inductor_config.freezing  # the setting is the call's, not left behind
 
-    def no_compiler(fn, **options):
-        def fails(*args):
-            raise RuntimeError("no C++ compiler on this machine")
-
-        return fails
-
     monkeypatch.setattr(torch, "compile", no_compiler)
-    with caplog.at_level(logging.WARNING, logger="actiondistill.export"):
-        fallen = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
+    fallen = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
     assert fallen.runtime == "bf16" and fallen.requested == "bf16-compile"
     assert "no C++ compiler" in fallen.fallback_reason
 

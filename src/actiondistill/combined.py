@@ -35,6 +35,7 @@ from actiondistill.config import ObjectiveConfig, TrainConfig
 from actiondistill.engine.runs import grid, recorded_row, run_grid, run_inputs, train_and_evaluate
 from actiondistill.engine.runs import summarise as summarise_seeds
 from actiondistill.io import atomic_write_json, json_nulls, read_json
+from actiondistill.stats import paired_by_seed, paired_difference
 
 #: The combinations, in the order tables list them.
 COMBINATIONS = ("swap", "swap+spatial", "swap+deit", "swap+spatial+deit")
@@ -104,8 +105,6 @@ def deit_setting(deit: Mapping[str, Any], metric: str = "top1") -> dict[str, Any
     options, and how it compared with the single head there (`vs_single`: variant minus single head, paired by seed;
     None without single-head runs)."""
     from actiondistill.deit import experiment as dx
-    from actiondistill.stats import paired_by_seed
-
     runs = pd.DataFrame(deit["runs"])
     means = runs[runs["variant"] != "single"].groupby("variant")[metric].mean()
     if means.empty:
@@ -331,8 +330,6 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1", "
 def added_value(runs: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """What each combination adds to the swap alone, paired by seed (`stats.paired_by_seed`: mean, std, verdict
     "gain" / "loss" / "none" / "unknown"), with a sentence per combination."""
-    from actiondistill.stats import paired_by_seed
-
     if "swap" not in set(runs["combination"]):
         raise ValueError("added_value: the runs need the swap alone (combination 'swap') as the reference")
     rows = []
@@ -363,8 +360,6 @@ def flattening(curves: pd.DataFrame, tail: float = 0.3) -> pd.DataFrame:
     way through. Columns: label, from_epoch, to_epoch, gain (mean points), margin (two standard errors), seeds,
     flattened (True, False, or None with one seed), sentence.
     """
-    from actiondistill.stats import paired_difference
-
     if not 0 < tail < 1:
         raise ValueError(f"tail={tail}: expected a fraction of the training in (0, 1)")
     rows = []

@@ -887,9 +887,11 @@ def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: tor
 
     compiled = torch.compile(encode)
 
-    def call(frames: torch.Tensor) -> torch.Tensor:
-        with inductor_config.patch(freezing=freezing):
+    def frozen(frames: torch.Tensor) -> torch.Tensor:
+        with inductor_config.patch(freezing=True):
             return compiled(frames)
+
+    call = frozen if freezing else compiled
 
     try:
         with torch.inference_mode():

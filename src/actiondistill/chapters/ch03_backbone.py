@@ -23,12 +23,12 @@ import pandas as pd
 from actiondistill import backbone_swap as bs
 from actiondistill.chapters import kit
 from actiondistill.chapters.kit import ChapterParams, Facts, Md
+from actiondistill.stats import PairedDifference, paired_by_seed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from actiondistill.config import TrainConfig
-    from actiondistill.stats import PairedDifference
 
 #: The TinyCLIP release whose share of ViT-B/16's image encoder is the thesis's "half the backbone".
 THESIS_TINYCLIP = "TinyCLIP-ViT-39M-16-Text-19M"
@@ -154,8 +154,6 @@ def thesis_text(speedup: float, gap: PairedDifference, zs_gap: PairedDifference,
 def mimic_text(runs: pd.DataFrame, summary: pd.DataFrame, inits: Sequence[str]) -> str:
     """What affinity mimicking (TinyCLIP-distilled against inherited) and any inherited knowledge (the best informed
     initialisation against random) are worth, each judged by the noise rule; what cannot be isolated is said so."""
-    from actiondistill.stats import paired_by_seed
-
     if "tinyclip" in inits and "inherited" in inits:
         mimic = paired_by_seed(runs, "init", "tinyclip", "inherited")
         text = (f"Affinity mimicking, the training that turns the inherited CLIP into the TinyCLIP-distilled one, "
@@ -264,8 +262,6 @@ def run(params: Params) -> Result:
     the verdict, TinyCLIP's published figures, the record."""
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
-    from actiondistill.stats import paired_by_seed
-
     started = time.perf_counter()
     records_as = params.records_as()
     facts, tables = Facts(), {}
@@ -327,6 +323,7 @@ def run(params: Params) -> Result:
     all_runs = pd.concat([teacher, runs], ignore_index=True)
     summary = bs.summarise(all_runs)
     gaps = {name: paired_by_seed(all_runs, "init", "teacher", name) for name in students}
+    zs_gaps = {name: paired_by_seed(all_runs, "init", "teacher", name, "zs_top1") for name in students}
     tables["accuracy"] = accuracy_table(summary, gaps, teacher_backbone, student_backbone)
     facts.add(ch3_chance=chance(int(teacher["classes"].iloc[0])),
               ch3_zs_chance=chance(int(teacher["zs_classes"].iloc[0])))
@@ -335,7 +332,7 @@ def run(params: Params) -> Result:
                      f"ch3_zs_{name}": float(summary.loc[name, "zs_top1_mean"])})
     for name in students:
         facts.add(**{f"ch3_drop_{name}": gaps[name].mean,
-                     f"ch3_zs_drop_{name}": paired_by_seed(all_runs, "init", "teacher", name, "zs_top1").mean})
+                     f"ch3_zs_drop_{name}": zs_gaps[name].mean})
 
     # parameters, compute and latency
     rule_frames = int(choice.get("latency_frames", params.latency_frames[0]))
@@ -368,8 +365,7 @@ def run(params: Params) -> Result:
 
     # does the swap behave as in the thesis
     student = thesis_student(list(students))
-    verdict = thesis_text(float(speedup[rule_frames]), gaps[student],
-                          paired_by_seed(all_runs, "init", "teacher", student, "zs_top1"), student)
+    verdict = thesis_text(float(speedup[rule_frames]), gaps[student], zs_gaps[student], student)
     best = bs.best_init(summary, all_runs, list(students))
     winner = best["init"]
     facts.add(ch3_thesis_verdict=Md(verdict), ch3_winner_sentence=Md(bs.winner_sentence(best)),

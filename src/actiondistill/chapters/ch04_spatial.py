@@ -39,6 +39,7 @@ from actiondistill.chapters.kit import (
     spread_column,
 )
 from actiondistill.spatial import experiment as sx
+from actiondistill.stats import PairedDifference, paired_by_seed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
     from actiondistill.config import TrainConfig
     from actiondistill.spatial import SpatialTargets
-    from actiondistill.stats import PairedDifference
 
 #: Points from chance within which an objective's pseudo-labels count as "near chance" (`quality_bands`).
 QUALITY_BAND = 5.0
@@ -232,8 +232,6 @@ def headline_setting(groups: Mapping[str, Sequence[sx.SpatialSetting]], ablation
 def describe_ablation(runs: pd.DataFrame, frame: pd.DataFrame, names: Sequence[str], label: str) -> str:
     """One ablation in words: its best and worst setting by mean test top-1 (`frame`: their summary rows, `names`:
     how the text names them) and the gap between them, paired by seed over `runs` and judged by the noise rule."""
-    from actiondistill.stats import paired_by_seed
-
     top = frame["top1_mean"].rename(index=dict(zip(frame.index, names, strict=True)))
     if top.max() == top.min():
         return f"{label}: every setting reaches {top.max():.1f}%"
@@ -405,8 +403,6 @@ def run(params: Params) -> Result:
     from actiondistill import teacher_choice as tc
     from actiondistill.spatial import ClipList, SpatialTargetCache, ground_truth_targets, target_quality
     from actiondistill.spatial.sources import chapter_vocabularies, dataset_clips
-    from actiondistill.stats import paired_by_seed
-
     chapter_started = time.perf_counter()
     p = params
     synthetic = p.synthetic_world

@@ -20,13 +20,13 @@ import pandas as pd
 from actiondistill.chapters import kit
 from actiondistill.chapters.kit import ChapterParams, Facts, Md
 from actiondistill.deit import experiment as dx
+from actiondistill.stats import PairedDifference, paired_by_seed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from pandas.io.formats.style import Styler
 
     from actiondistill.config import TrainConfig
-    from actiondistill.stats import PairedDifference
 
 #: The head that inference uses, as the head figure's legend names it.
 INFERENCE = "what inference uses (average of the heads; the single head)"
@@ -151,8 +151,6 @@ def comparisons(variants: Sequence[str]) -> list[tuple[str, str]]:
 
 def paired_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """One row per (comparison, seed): the paired top-1 difference ("gt − single", seed, difference)."""
-    from actiondistill.stats import paired_by_seed
-
     rows = []
     for variant, reference in pairs:
         per_seed = paired_by_seed(runs, "variant", variant, reference).per_seed
@@ -218,8 +216,6 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def published_table(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], work: str) -> pd.DataFrame:
     """DeiT's reported gains of distillation beside the paired gains measured here (`work`: world and CLIP)."""
-    from actiondistill.stats import paired_by_seed
-
     reported = dx.reported_table()
     gains = reported.pivot_table(index="model", columns="setting", values="top1", sort=False)
     reported_gains = pd.DataFrame({
@@ -288,8 +284,6 @@ def run(params: Params) -> Result:
     from actiondistill.engine.runs import run_datasets
     from actiondistill.evaluate import class_texts_of
     from actiondistill.profiler import load_note
-    from actiondistill.stats import paired_by_seed
-
     started = time.perf_counter()
     facts = Facts()
     records_as = params.records_as()

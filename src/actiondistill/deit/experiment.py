@@ -28,7 +28,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,7 @@ from actiondistill.chapters.latency import CALLS
 from actiondistill.config import ModelConfig, ObjectiveConfig, TeacherConfig, TrainConfig, from_dict, to_dict
 from actiondistill.engine.runs import grid, recorded_row, run_grid, run_inputs, train_and_evaluate
 from actiondistill.io import atomic_write_json, json_nulls, read_json
-
-if TYPE_CHECKING:
-    from actiondistill.stats import PairedDifference
+from actiondistill.stats import PairedDifference, paired_by_seed
 
 #: The variants, in the order tables list them.
 VARIANTS = ("single", "none", "gt", "soft", "hard")
@@ -284,8 +282,6 @@ def attribution(runs: pd.DataFrame, metric: str = "top1") -> dict[str, Any]:
     or "neither" (a measured gain, by the book's noise rule, from each), or "undetermined" with one seed; `sentence`
     says it in words, `agrees_with_thesis` compares it with the thesis.
     """
-    from actiondistill.stats import paired_by_seed
-
     have = set(runs["variant"])
     if not {"single", "gt"} <= have:
         raise ValueError(f"attribution needs the variants 'single' and 'gt'; have {sorted(have)}")
