@@ -169,6 +169,35 @@ def test_every_chapter_grid_runs_variants_outer_and_seeds_inner_and_skips_what_i
     assert run_grid([], run_one, what="variants", progress=False).empty
 
 
+
+def test_a_grid_trained_side_by_side_in_two_processes_gives_the_rows_of_one_process_at_one_thread():
+    import torch
+
+    from actiondistill.engine.runs import run_grid
+    from actiondistill.parallel import torch_threads
+
+    data = torch.randn(256, 64, generator=torch.Generator().manual_seed(0))  # captured: travels with the closure
+
+    def run_one(variant: str, seed: int) -> dict:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1 if variant == "fast" else 0.01)
+        for _ in range(20):
+            loss = model(data).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return {"variant": variant, "seed": seed, "loss": float(loss.detach()), "threads": torch.get_num_threads()}
+
+    jobs = [("fast", 0), ("fast", 1), ("slow", 0)]
+    apart = run_grid(jobs, run_one, what="variants", progress=False, workers=2)
+    with torch_threads(1):
+        along = run_grid(jobs, run_one, what="variants", progress=False)
+    assert apart.to_dict("records") == along.to_dict("records")  # same numbers, job order, one thread each
+    assert list(apart["threads"]) == [1, 1, 1] and apart["loss"].nunique() == 3
+    with pytest.raises(ValueError, match="workers=0"):
+        run_grid(jobs, run_one, what="variants", progress=False, workers=0)
+
 def test_a_book_figure_is_returned_closed_once_whatever_the_function_drew():
     import matplotlib.pyplot as plt
 

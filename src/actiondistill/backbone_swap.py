@@ -208,7 +208,7 @@ def student_config(base: TrainConfig, model: Mapping[str, Any], init: InitBackbo
 def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, InitBackbone], seeds: Sequence[int],
              features: Mapping[str, Any] | None = None, freeze_image_encoder: bool = True,
              freeze_token_embedding: bool = False, run_prefix: str = "backbone-swap",
-             runs_dir: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
+             runs_dir: str | os.PathLike | None = None, progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Train and evaluate the student under every initialisation and seed with `engine.runs.train_and_evaluate`.
 
     `features` maps an initialisation to the FrameFeatures of its own frozen image encoder (frozen regime).
@@ -224,7 +224,7 @@ def run_swap(base: TrainConfig, model: Mapping[str, Any], inits: Mapping[str, In
                                  progress=False)
         return {**row, "init": name, "backbone": init.backbone, "pretrained": init.pretrained}
 
-    return run_grid(grid(list(inits), seeds), run_one, what="initialisations", progress=progress)
+    return run_grid(grid(list(inits), seeds), run_one, what="initialisations", progress=progress, workers=workers)
 
 
 def summarise(runs: pd.DataFrame, metrics: Sequence[str] = ("top1", "zs_top1")) -> pd.DataFrame:

@@ -271,7 +271,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
                      deit: Mapping[str, Any] | None = None, choice: Mapping[str, Any] | None = None,
                      features: Any = None, teacher_features: Any = None, freeze_image_encoder: bool = True,
                      freeze_token_embedding: bool = False, run_prefix: str = "combined",
-                     runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+                     runs_dir: str | Path | None = None, progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Every combination with every seed; one row per (combination, seed): `train_and_evaluate`'s row plus
     `combination`, `label` and `reused_from` (the chapter whose run it is, or "").
 
@@ -306,7 +306,7 @@ def run_combinations(base: TrainConfig, seeds: Sequence[int], combinations: Sequ
                                         freeze_token_embedding, progress=False)
         return {"combination": combination, "label": LABELS[combination], **row, "reused_from": reused}
 
-    return run_grid(grid(combinations, seeds), run_one, what="combinations", progress=progress)
+    return run_grid(grid(combinations, seeds), run_one, what="combinations", progress=progress, workers=workers)
 
 
 def _swap_row(swap: Mapping[str, Any], seed: int) -> dict[str, Any]:

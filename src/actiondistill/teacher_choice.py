@@ -113,11 +113,11 @@ def candidate_config(base: TrainConfig, name: str, seed: int, run_prefix: str, f
 def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: Any = None,
                freeze_image_encoder: bool = True, freeze_token_embedding: bool = False, fusion_layers: int = 2,
                epochs: Mapping[str, int] | None = None, run_prefix: str = "teacher-choice",
-               runs_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+               runs_dir: str | Path | None = None, progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Train and evaluate every candidate named in `seeds` (name -> its seeds); one row per (candidate, seed).
 
     `epochs` overrides `base.epochs` for some candidates (where one's cost forces a smaller budget). Rows follow the
-    order of `seeds`; `progress` shows a bar over the runs.
+    order of `seeds`; `progress` shows a bar over the runs, `workers` trains that many side by side (`run_grid`).
     """
     unknown = sorted(set(seeds) - set(CANDIDATES))
     if unknown:
@@ -132,7 +132,7 @@ def run_choice(base: TrainConfig, seeds: Mapping[str, Sequence[int]], features: 
             cfg = dataclasses.replace(cfg, epochs=int(epochs[name]))
         return train_and_evaluate(cfg, features, freeze_image_encoder, freeze_token_embedding, progress=False)
 
-    return run_grid(jobs, run_one, what="candidates", progress=progress)
+    return run_grid(jobs, run_one, what="candidates", progress=progress, workers=workers)
 
 
 def select_teacher(table: pd.DataFrame, max_slowdown: float = 1.25, tie_points: float = 1.0,

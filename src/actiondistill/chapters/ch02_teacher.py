@@ -374,7 +374,8 @@ def run(params: Params) -> Result:
     training_started = time.perf_counter()
     runs = tc.run_choice(base, candidate_seeds, features=features, freeze_image_encoder=p.freeze_image_encoder,
                          freeze_token_embedding=p.freeze_token_embedding, fusion_layers=p.fusion_layers,
-                         epochs=candidate_epochs, run_prefix=f"ch2-{records_as}", progress=False)
+                         epochs=candidate_epochs, run_prefix=f"ch2-{records_as}", progress=False,
+                         workers=p.grid_workers)
     training_s = time.perf_counter() - training_started
     runs["candidate"] = runs["model"].map(tc.LABELS)
     costs = training_costs(runs)

@@ -312,7 +312,7 @@ def run(params: Params) -> Result:
     training = time.perf_counter()
     runs = bs.run_swap(base, model, students, params.seeds, features=features,
                        freeze_image_encoder=freeze_image_encoder, freeze_token_embedding=freeze_token_embedding,
-                       run_prefix=f"ch3-{records_as}", progress=False)
+                       run_prefix=f"ch3-{records_as}", progress=False, workers=params.grid_workers)
     facts.add(ch3_runs=len(runs), ch3_training_s=time.perf_counter() - training,
               ch3_epoch_s=float((runs["train_s"] / runs["epochs"]).mean()),
               ch3_teacher_epoch_s=float((teacher["train_s"] / teacher["epochs"]).mean()))

@@ -504,7 +504,7 @@ def run(params: Params) -> Result:
               ch4_ablation_seed_count=len(p.ablation_seeds), ch4_seed_count=len(p.seeds), ch4_rule=Md(rule))
     common = {"features": student_features, "head_truth": truth, "select_split": split,
               "freeze_image_encoder": freeze_image_encoder, "freeze_token_embedding": p.freeze_token_embedding,
-              "run_prefix": f"ch4-{records_as}", "progress": False}
+              "run_prefix": f"ch4-{records_as}", "progress": False, "workers": p.grid_workers}
     started = time.perf_counter()
     runs = sx.run_spatial(base, student, settings, p.ablation_seeds, targets, **common)
     ablation_s = time.perf_counter() - started

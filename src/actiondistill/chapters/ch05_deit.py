@@ -330,7 +330,7 @@ def run(params: Params) -> Result:
                            soft_alpha=soft, fusion_layers=params.fusion_layers,
                            freeze_image_encoder=params.freeze_image_encoder,
                            freeze_token_embedding=params.freeze_token_embedding, run_prefix=f"ch5-{records_as}",
-                           progress=False)
+                           progress=False, workers=params.grid_workers)
     facts.add(ch5_runs=len(runs), ch5_training_s=time.perf_counter() - training_started,
               ch5_cost_note=Md(cost_note(runs, choice["label"])))
     tables["runs"] = runs_table(runs)

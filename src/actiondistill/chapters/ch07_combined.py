@@ -338,7 +338,7 @@ def run(params: Params) -> Result:
                                deit=deit, choice=choice, features=student_features,
                                teacher_features=teacher_features, freeze_image_encoder=freeze_image_encoder,
                                freeze_token_embedding=freeze_token_embedding, run_prefix=f"ch7-{records_as}",
-                               progress=False)
+                               progress=False, workers=p.grid_workers)
     training_s = time.perf_counter() - training
     trained = runs[runs["reused_from"] == ""]
     facts.add(ch7_runs=len(runs), ch7_trained=len(trained), ch7_training_s=training_s,

@@ -60,6 +60,8 @@ class ChapterParams:
     seed: int = 0                    # SynthActions: the world's seed (and the in-project CLIPs')
     record_key: str | None = None    # the name its records go under; None: the profile and the world
     device: str = "cpu"
+    grid_workers: int = 1            # training runs side by side in processes (engine.runs.run_grid), the cores
+                                     # shared among them; a run's numbers depend on its thread count
 
     @classmethod
     def fields(cls) -> list[str]:

@@ -162,7 +162,7 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
                  seeds: Sequence[int] = (0,), features: Any = None, *, alpha: float = 0.5, tau: float = 1.0,
                  soft_alpha: float | None = None, fusion_layers: int = 2, freeze_image_encoder: bool = True,
                  freeze_token_embedding: bool = False, run_prefix: str = "deit", runs_dir: str | Path | None = None,
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Train and evaluate every variant with every seed; one row per (variant, seed).
 
     Rows are `train_and_evaluate`'s (top1, zs_top1, and for two-headed models top1_frame, top1_token,
@@ -202,7 +202,7 @@ def run_ablation(base: TrainConfig, choice: Mapping[str, Any], variants: Sequenc
                 "reused_from": run_name if reused is not None else "",
                 **_training_metrics(cfg, run_name)}
 
-    return run_grid(grid(variants, seeds), run_one, what="variants", progress=progress)
+    return run_grid(grid(variants, seeds), run_one, what="variants", progress=progress, workers=workers)
 
 
 def teacher_run(cfg: TrainConfig, choice: Mapping[str, Any], cached: bool, freeze_image_encoder: bool,

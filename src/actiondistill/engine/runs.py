@@ -226,17 +226,32 @@ def grid(variants: Sequence[V], seeds: Sequence[int]) -> list[tuple[V, int]]:
 
 
 def run_grid(jobs: Sequence[tuple[V, int]], run_one: Callable[[V, int], Mapping[str, Any]], *, what: str,
-             name: Callable[[V], str] = str, progress: bool = True) -> pd.DataFrame:
-    """`run_one(variant, seed)` for every job in order, one row each, with a progress bar that names the run.
+             name: Callable[[V], str] = str, progress: bool = True, workers: int = 1) -> pd.DataFrame:
+    """`run_one(variant, seed)` for every job, one row each in job order, with a progress bar over the runs.
 
     Every chapter's grid (candidates, initialisations, settings, variants, combinations x seeds) runs through here,
     so they all keep the same order (`grid`), and a chapter skips the pairs it reuses by leaving them out of `jobs`.
+    With `workers` > 1 the runs train side by side in that many processes, the cores shared out among them
+    (`parallel.starmap_closure`): on a 2-core CPU two single-threaded runs of the book's small models finish
+    1.5-2.2x sooner than the same runs one after the other on both threads. A run's numbers depend on its thread
+    count (reductions round differently), so a profile fixes `workers`; each run is a function of its config and
+    seed alone, never of the runs before it.
     """
     from tqdm.auto import tqdm
 
-    rows = []
-    bar = tqdm(jobs, desc=f"{what} x seeds", disable=not progress)
-    for variant, seed in bar:
-        bar.set_postfix(run=name(variant), seed=seed)
-        rows.append(dict(run_one(variant, seed)))
+    from actiondistill.parallel import starmap_closure
+
+    if workers < 1:
+        raise ValueError(f"workers={workers}: expected >= 1 (processes training runs side by side)")
+    bar = tqdm(total=len(jobs), desc=f"{what} x seeds", disable=not progress)
+    if workers == 1:
+        rows = []
+        for variant, seed in jobs:
+            bar.set_postfix(run=name(variant), seed=seed)
+            rows.append(dict(run_one(variant, seed)))
+            bar.update()
+    else:
+        bar.set_postfix(workers=workers)
+        rows = [dict(row) for row in starmap_closure(run_one, list(jobs), workers, bar=bar)]
+    bar.close()
     return pd.DataFrame(rows)

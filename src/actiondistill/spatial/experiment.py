@@ -275,11 +275,12 @@ def run_spatial(base: TrainConfig, student: Mapping[str, Any], settings: Sequenc
                 head_truth: SpatialTargets | None = None, select_split: str | None = "val",
                 freeze_image_encoder: bool = True, freeze_token_embedding: bool = False,
                 run_prefix: str = "spatial", runs_dir: str | Path | None = None, previous: pd.DataFrame | None = None,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Train every (setting, seed) not already in `previous` and return `previous`'s rows plus the new ones.
 
     `targets` maps `SpatialSetting.targets_key` ("clip-K8", "ground_truth", ...) to the targets of that source;
-    settings with one name (e.g. every lambda = 0) train once per seed. `progress` shows a bar over the runs.
+    settings with one name (e.g. every lambda = 0) train once per seed. `progress` shows a bar over the runs;
+    `workers` trains that many side by side (`run_grid`).
     """
     settings = unique_settings({"settings": settings})
     if not settings or not seeds:
@@ -297,7 +298,7 @@ def run_spatial(base: TrainConfig, student: Mapping[str, Any], settings: Sequenc
         return train_spatial(cfg, setting, chosen, features, head_truth, select_split, freeze_image_encoder,
                              freeze_token_embedding, progress=False)
 
-    new = run_grid(jobs, run_one, what="settings", name=lambda s: s.slug, progress=progress)
+    new = run_grid(jobs, run_one, what="settings", name=lambda s: s.slug, progress=progress, workers=workers)
     if previous is None or previous.empty:
         return new
     return pd.concat([previous, new], ignore_index=True) if jobs else previous.copy()
