@@ -141,6 +141,37 @@ def test_bf16_compile_freezes_the_weights_or_falls_back_to_bf16(monkeypatch):
     assert "no C++ compiler" in fallen.fallback_reason
 
 
+
+@pytest.mark.parametrize(("runtime", "freezing"), [("compile", False), ("bf16-compile", True)])
+def test_compiled_encoders_keep_compiling_past_dynamos_default_limit(runtime, freezing, monkeypatch):
+    """Every model and thread count a session builds shares the encoder's code object; past dynamo's default of 8
+    compiled variants it would run eager without a word (the book's runtime table did)."""
+    from torch._dynamo import config as dynamo_config
+    from torch._inductor import config as inductor_config
+
+    seen, default = [], dynamo_config.recompile_limit
+
+    def recording_compiler(fn, **options):
+        def call(frames):
+            seen.append((dynamo_config.recompile_limit, inductor_config.freezing))
+            return fn(frames)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", recording_compiler)
+    built = ex.frame_runtime(micro(), runtime, labels=LABELS)
+    assert built.runtime == runtime and seen
+    assert set(seen) == {(ex.RECOMPILE_LIMIT, freezing)}
+    assert dynamo_config.recompile_limit == default and not inductor_config.freezing  # the call's settings only
+
+
+def test_compiled_kernels_are_cached_under_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert ex.inductor_cache_dir() == tmp_path / "cache" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert ex.inductor_cache_dir() == tmp_path / "mine"  # the user's choice (or an earlier compilation's) wins
+
 def test_the_recognizer_streams_on_a_runtime(model, clip_file, tmp_path):
     onnx = ex.frame_runtime(model, "onnx", labels=LABELS, cache_dir=tmp_path)
     fast = StreamingRecognizer(model, LABELS, runtime=onnx).run(video_source(clip_file), progress=False)

@@ -874,6 +874,22 @@ def _bf16_encoder(model: VideoCLIP) -> Callable[[torch.Tensor], torch.Tensor]:
     return encode
 
 
+#: Compiled variants dynamo keeps per code object before it silently runs eager. The encoders of every model and
+#: thread count a session builds share one code object (`encode_image`, or `_bf16_encoder`'s `encode`): the book's
+#: runtime table alone needs more than dynamo's default of 8.
+RECOMPILE_LIMIT = 64
+
+
+def inductor_cache_dir() -> Path:
+    """Where inductor keeps its compiled kernels: under data/ (cache/inductor) unless TORCHINDUCTOR_CACHE_DIR says
+    otherwise, so a second start with the same encoder and options loads them instead of compiling (the C++ build
+    is most of a start's 30-40 s) and moving data/ moves them too. Inductor reads the variable when it first
+    compiles in a process and keeps it."""
+    from actiondistill.paths import data_dir
+
+    return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or data_dir() / "cache" / "inductor")
+
+
 def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: torch.Tensor, freezing: bool = False
                       ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str | None]:
     """torch.compile of the image encoder, compiled now on one frame (batch 1, as streamed); when compilation fails
@@ -881,17 +897,19 @@ def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: tor
 
     `freezing`: inductor treats the weights as constants, folding them and packing them once for oneDNN's matrix
     kernels; on this project's CPU that made the bf16 encoder 10-15% faster, where plain compilation gained 3%. Every
-    call runs under the setting, since torch.compile recompiles when the thread count changes.
+    call runs under the settings (`freezing`, `RECOMPILE_LIMIT`), since torch.compile recompiles when the thread
+    count changes. Kernels are cached in `inductor_cache_dir()`.
     """
+    from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
 
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
     compiled = torch.compile(encode)
+    limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
 
-    def frozen(frames: torch.Tensor) -> torch.Tensor:
-        with inductor_config.patch(freezing=True):
+    def call(frames: torch.Tensor) -> torch.Tensor:
+        with dynamo_config.patch(recompile_limit=limit), inductor_config.patch(freezing=freezing):
             return compiled(frames)
-
-    call = frozen if freezing else compiled
 
     try:
         with torch.inference_mode():
