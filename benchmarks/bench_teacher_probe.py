@@ -8,7 +8,7 @@ size were chosen: a teacher measured after too few steps is a measure of the bud
 
     .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
         [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding] [--clip-videos 2400]
-        [--amp-dtype bfloat16]
+        [--amp-dtype bfloat16] [--workers 2]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from bench_world_ceiling import add_world_arguments, embedded_base, world_manifests
 
 from actiondistill.io import atomic_write_json
+from actiondistill.parallel import threads_per_worker
 
 RESULT = Path(__file__).parent / "results" / "teacher_probe.json"
 
@@ -41,6 +42,8 @@ def main() -> None:
                         help="train the text tower's token table too (default: frozen, as the embedded profile)")
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16",
                         help="bfloat16: train under bf16 autocast on the CPU too (float16: fp32 on a CPU)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="runs trained side by side, the cores shared out (the embedded profile's grid_workers)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
@@ -67,7 +70,7 @@ def main() -> None:
         started = time.perf_counter()
         runs = tc.run_choice(base, {m: list(range(args.seeds)) for m in args.models}, features=features,
                              freeze_token_embedding=not args.train_token_embedding,
-                             run_prefix=f"teacher-probe-e{epochs}", progress=True)
+                             run_prefix=f"teacher-probe-e{epochs}", progress=True, workers=args.workers)
         seconds = time.perf_counter() - started
         for model, group in runs.groupby("model", sort=False):
             rows.append({"model": model, "epochs": epochs, "batch_size": args.batch_size,
@@ -92,7 +95,9 @@ def main() -> None:
         "pretrain": args.pretrain, "model_kwargs": args.model_kwargs,
         "token_embedding": "trained" if args.train_token_embedding else "frozen", "clip_key": clips["key"],
         "seeds": args.seeds,
-        "lr": args.lr, "amp_dtype": args.amp_dtype, "rows": rows,
+        "lr": args.lr, "amp_dtype": args.amp_dtype, "workers": args.workers,
+        "threads_per_run": threads_per_worker(args.workers) if args.workers > 1 else torch.get_num_threads(),
+        "rows": rows,
     })
     print(f"wrote {args.out}")
 

@@ -274,6 +274,20 @@ def test_experiment_saves_logits_of_all_ics_and_reuses_them(results, videos, dat
     assert len(table) == 24 and table["accuracy"].between(0, 100).all()
 
 
+
+def test_ics_trained_side_by_side_give_the_logits_of_one_process(results, videos, data_root):
+    import shutil
+
+    exp, first = results
+    for folder in first.cache_dir.glob("ics-*"):  # stage 0 stays: only the IC runs train again
+        shutil.rmtree(folder)
+    apart = run_experiment(exp, videos["train"], {"test": videos["test"]}, ["right", "left"], seeds=[0],
+                           variants=["ce", "pkd"], cache_root=data_root / "pkd", progress=False, workers=2)
+    assert set(apart.seconds) == {"decoding", "features", "ics"}  # stage 0 was reused
+    for run, logits in first.logits.items():
+        for split, values in logits.items():
+            torch.testing.assert_close(apart.logits[run][split], values, rtol=0, atol=0)
+
 def test_a_video_rendered_again_under_the_same_path_is_not_the_same_run(tmp_path):
     import os
 

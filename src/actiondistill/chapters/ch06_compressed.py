@@ -299,7 +299,7 @@ def run(params: Params) -> Result:
 
     # stage 0 and the ICs of every variant x seed
     results = run_experiment(exp, split_videos["train"], eval_videos, classes, seeds=params.seeds,
-                             variants=params.variants, progress=False)
+                             variants=params.variants, progress=False, workers=params.grid_workers)
     test_acc = results.ic_accuracy("test")
     train_acc = results.ic_accuracy("train")
     test_acc["IC"] = "IC" + test_acc["exit"].astype(str)

@@ -48,7 +48,7 @@ from actiondistill.engine.seeding import seed_everything
 from actiondistill.io import atomic_save, atomic_write_json, file_sha256
 from actiondistill.models.compressed_nets import ARCHS, MODALITIES, MODALITY_CHANNELS, CompressedTriplet
 from actiondistill.models.resnet_checkpoints import BackboneLoadReport, load_resnet_backbone
-from actiondistill.parallel import torch_threads
+from actiondistill.parallel import starmap_closure, torch_threads
 from actiondistill.pkd.features import ICHeads, ViewBank, decoded_views, stage_features
 
 #: Bumped whenever what a cached file holds, or how it is computed, changes.
@@ -337,7 +337,8 @@ def _key_settings(exp: CompressedExperiment) -> dict[str, Any]:
 
 def run_experiment(exp: CompressedExperiment, train_videos: VideoList, eval_videos: dict[str, VideoList],
                    classes: Sequence[str], seeds: Sequence[int] = (0,), variants: Sequence[str] = tuple(VARIANTS),
-                   cache_root: str | os.PathLike | None = None, progress: bool = True) -> CompressedResults:
+                   cache_root: str | os.PathLike | None = None, progress: bool = True,
+                   workers: int = 1) -> CompressedResults:
     """Train what is not cached yet (stage 0, then the ICs of every variant x seed) and load every run's logits.
 
     Args:
@@ -350,6 +351,8 @@ def run_experiment(exp: CompressedExperiment, train_videos: VideoList, eval_vide
         variants: keys of `VARIANTS`.
         cache_root: where stage 0 and the logits are kept (default data/cache/pkd).
         progress: progress bars.
+        workers: IC runs trained side by side in that many processes (`parallel.starmap_closure`), each with
+            `exp.threads` threads; the numbers are those of one process.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -383,8 +386,11 @@ def run_experiment(exp: CompressedExperiment, train_videos: VideoList, eval_vide
                                                                          exp.checkpoint_paths().items()}})
         runner = _Runner(exp, train_videos, eval_videos, list(classes), stage_dir, runs_dir, progress, seconds)
         with torch_threads(exp.threads):
-            for variant, seed in missing:
-                runner.train_ics(variant, seed, _logits_path(runs_dir, variant, seed))
+            runner.prepare()  # here, once: the workers get what it made with the runner
+            start = time.perf_counter()
+            starmap_closure(runner.train_ics, [(v, s, _logits_path(runs_dir, v, s)) for v, s in missing], workers,
+                            threads=exp.threads)
+            seconds["ics"] = time.perf_counter() - start
     logits, split_labels = {}, {}
     for variant, seed in wanted:
         saved = torch.load(_logits_path(runs_dir, variant, seed), map_location="cpu", weights_only=True)
@@ -534,6 +540,13 @@ class _Runner:
             self._backbones = self._stage0(self.streams()[0])
         return self._backbones
 
+    def prepare(self) -> None:
+        """What every IC run reads: the stage features (cached-feature runs) or stage 0's backbones."""
+        if self.exp.cache_features:
+            self.features()
+        else:
+            self.backbones()
+
     def train_ics(self, variant: str, seed: int, target: Path) -> None:
         """Train one variant's ICs with one seed on the frozen backbones, then save all 12 ICs' logits."""
         from actiondistill.train import Trainer
@@ -543,7 +556,6 @@ class _Runner:
             features = self.features()
         else:
             backbones = self.backbones()
-        start = time.perf_counter()
         objective, kwargs = VARIANTS[variant]
         kwargs = {**kwargs, "epochs": exp.ic_epochs} if objective == "pkd" else dict(kwargs)
         seed_everything(seed)
@@ -564,7 +576,6 @@ class _Runner:
                             for name, split in evaluated.items()},
                  "labels": labels}
         atomic_save(target, lambda tmp: torch.save(saved, tmp))
-        self._timed("ics", start)
 
 
 @torch.no_grad()
