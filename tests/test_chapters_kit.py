@@ -195,6 +195,8 @@ def test_a_grid_trained_side_by_side_in_two_processes_gives_the_rows_of_one_proc
         along = run_grid(jobs, run_one, what="variants", progress=False)
     assert apart.to_dict("records") == along.to_dict("records")  # same numbers, job order, one thread each
     assert list(apart["threads"]) == [1, 1, 1] and apart["loss"].nunique() == 3
+    alone = run_grid(jobs[:1], run_one, what="variants", progress=False, workers=2)  # in this process, 1 thread
+    assert alone.to_dict("records") == along[:1].to_dict("records")
     with pytest.raises(ValueError, match="workers=0"):
         run_grid(jobs, run_one, what="variants", progress=False, workers=0)
 

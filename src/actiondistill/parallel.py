@@ -61,11 +61,14 @@ def starmap_closure(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], wor
     Why: small models on a few cores train faster as several single-threaded runs side by side than one after the
     other on all threads (their steps are too small to keep two threads busy). `fn` travels by value (cloudpickle),
     once per worker with everything it captures, and each worker runs with `threads` intra-op threads (None:
-    `threads_per_worker`); results come back in job order, one job per task so the slow ones balance. One worker
-    (or one job) runs here, under `threads` when given. `fn` must not rely on state its earlier calls left in this
+    `threads_per_worker(workers)`); results come back in job order, one job per task so the slow ones balance. One
+    worker runs here, under `threads` when given; so does a single job, under the threads a worker would have had,
+    since a run's numbers depend on its thread count. `fn` must not rely on state its earlier calls left in this
     process, since each call may run in another one.
     """
     results: list[Any] = []
+    if threads is None and workers > 1:
+        threads = threads_per_worker(workers)
     if workers <= 1 or len(jobs) <= 1:
         with torch_threads(threads):
             for job in jobs:
@@ -75,9 +78,8 @@ def starmap_closure(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], wor
         return results
     import cloudpickle
 
-    workers = min(workers, len(jobs))
-    threads = threads if threads is not None else threads_per_worker(workers)
-    with process_pool(workers, initializer=_install_closure, initargs=(cloudpickle.dumps(fn), threads)) as pool:
+    with process_pool(min(workers, len(jobs)), initializer=_install_closure,
+                      initargs=(cloudpickle.dumps(fn), threads)) as pool:
         for result in pool.map(_call_closure, jobs, chunksize=1):
             results.append(result)
             if bar is not None:
