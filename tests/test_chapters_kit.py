@@ -103,8 +103,11 @@ def test_a_later_chapter_reads_chapter_twos_teacher_with_its_recipe(tmp_path, mo
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
     params = Params(record_key="unit")
     with pytest.raises(FileNotFoundError, match=r"teacher_choice-unit\.json: no teacher chosen .*run chapter 2 .*"
-                                                r"--only 02_teacher"):
-        read_teacher(params)
+                                                r"papermill book/02_teacher\.ipynb .*-p record_key unit"):
+        read_teacher(params)  # a records key of a hand run is not a profile: no --profile to suggest
+    with pytest.raises(FileNotFoundError, match=r"run chapter 2 first \(python -m actiondistill book --profile "
+                                                r"embedded --only 02_teacher\)"):
+        read_teacher(Params(record_key="embedded"))
     path, config = write_teacher(tmp_path / "results", "unit", "synthactions", tmp_path / "a" / "manifest.json")
     teacher = read_teacher(params, World(tmp_path / "a" / ".." / "a" / "manifest.json"))  # the same file, resolved
     assert teacher.path == path and teacher.config == config and teacher.choice["teacher"] == "actionclip-transf"

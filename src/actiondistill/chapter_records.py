@@ -39,10 +39,16 @@ def read_record(stem: str, profile: str, chapter: str, what: str,
                 results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The record, or an error saying which chapter (`chapter`, e.g. "04_spatial") to run first and how."""
     from actiondistill.io import read_json
+    from actiondistill.paths import project_root
 
     path = record_path(stem, profile, results_dir)
     if not path.is_file():
         number = int(chapter.split("_")[0])
-        raise FileNotFoundError(f"{path}: no {what} for profile {profile!r} yet; run chapter {number} "
-                                f"(python -m actiondistill book --profile {profile} --only {chapter})")
+        if (project_root() / "book" / "params" / f"{profile}.yaml").is_file():
+            how = f"python -m actiondistill book --profile {profile} --only {chapter}"
+        else:  # the records key of a chapter run by hand: its profile and world, not a profile name
+            how = (f"papermill book/{chapter}.ipynb out.ipynb with this chapter's profile and world parameters, or "
+                   f"-p record_key {profile}")
+        raise FileNotFoundError(f"{path}: no {what} under the records key {profile!r} yet; run chapter {number} "
+                                f"first ({how})")
     return read_json(path)

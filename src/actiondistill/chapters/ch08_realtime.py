@@ -360,7 +360,7 @@ def train_student(params: Params, world: kit.World, features: Any) -> dict[str, 
     p = params
     recipe = {
         "epochs": p.epochs,
-        "device": "cpu",
+        "device": p.device,  # training only: the streams and the sweep measure this CPU, the chapter's subject
         "data": {"dataset": p.dataset, "manifest": str(world.manifest), "num_frames": p.num_frames,
                  "sampler": "tsn", "size": p.size, "batch_size": p.batch_size, "flip": False, "train_split": "train",
                  "test_split": "test", "eval_split": None},
