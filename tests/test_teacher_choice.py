@@ -113,4 +113,3 @@ def test_choice_end_to_end(features, manifest, micro, tmp_path):  # noqa: F811
     assert record["model"]["kwargs"] == {"fusion_layers": 1} and set(record["weights"]) == {"0", "1"}
     with pytest.raises(FileNotFoundError, match="02_teacher"):
         tc.read_choice("nowhere", tmp_path / "results")
-
