@@ -881,13 +881,18 @@ RECOMPILE_LIMIT = 64
 
 
 def inductor_cache_dir() -> Path:
-    """Where inductor keeps its compiled kernels: under data/ (cache/inductor) unless TORCHINDUCTOR_CACHE_DIR says
-    otherwise, so a second start with the same encoder and options loads them instead of compiling (the C++ build
-    is most of a start's 30-40 s) and moving data/ moves them too. Inductor reads the variable when it first
-    compiles in a process and keeps it."""
+    """Where inductor keeps its compiled kernels: under data/ (cache/inductor) unless TORCHINDUCTOR_CACHE_DIR names
+    another folder than inductor's default (which importing inductor writes into the variable), so a second start
+    with the same encoder and options loads them instead of building them again in C++ (a third of a start's
+    30-45 s here) and moving data/ moves them too."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     from actiondistill.paths import data_dir
 
-    return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or data_dir() / "cache" / "inductor")
+    given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if given and os.path.abspath(given) != os.path.abspath(default_cache_dir()):
+        return Path(given)
+    return data_dir() / "cache" / "inductor"
 
 
 def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: torch.Tensor, freezing: bool = False
@@ -903,7 +908,7 @@ def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: tor
     from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
     compiled = torch.compile(encode)
     limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
 
