@@ -26,6 +26,7 @@ Its ONNX files are cached under the data folder, keyed by the encoder's weights 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -910,10 +911,12 @@ def _compiled_encoder(encode: Callable[[torch.Tensor], torch.Tensor], probe: tor
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
     compiled = torch.compile(encode)
-    limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    # made once, entered on every frame: the settings must hold whenever dynamo may recompile
+    recompiles = dynamo_config.patch(recompile_limit=max(dynamo_config.recompile_limit, RECOMPILE_LIMIT))
+    frozen = inductor_config.patch(freezing=True) if freezing else contextlib.nullcontext()
 
     def call(frames: torch.Tensor) -> torch.Tensor:
-        with dynamo_config.patch(recompile_limit=limit), inductor_config.patch(freezing=freezing):
+        with recompiles, frozen:
             return compiled(frames)
 
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -31,26 +32,15 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, bar: t
     One worker (or one job) runs in this process: no pool start-up, and exceptions keep their traceback. Chunks
     stay small (at most `max_chunk`, about four per worker) so the bar moves and the last chunks balance.
     """
-    results = []
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(fn(job))
-            if bar is not None:
-                bar.update()
-        return results
+        return _collected(map(fn, jobs), bar)
     workers = min(workers, len(jobs))
     with process_pool(workers, initializer=initializer) as pool:
-        for result in pool.map(fn, jobs, chunksize=max(1, min(max_chunk, len(jobs) // (4 * workers)))):
-            results.append(result)
-            if bar is not None:
-                bar.update()
-    return results
+        return _collected(pool.map(fn, jobs, chunksize=max(1, min(max_chunk, len(jobs) // (4 * workers)))), bar)
 
 
 def threads_per_worker(workers: int) -> int:
     """The intra-op threads each of `workers` processes gets so that together they fill the machine's cores."""
-    import os
-
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
@@ -66,25 +56,26 @@ def starmap_closure(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], wor
     since a run's numbers depend on its thread count. `fn` must not rely on state its earlier calls left in this
     process, since each call may run in another one.
     """
-    results: list[Any] = []
     if threads is None and workers > 1:
         threads = threads_per_worker(workers)
     if workers <= 1 or len(jobs) <= 1:
         with torch_threads(threads):
-            for job in jobs:
-                results.append(fn(*job))
-                if bar is not None:
-                    bar.update()
-        return results
+            return _collected((fn(*job) for job in jobs), bar)
     import cloudpickle
 
     with process_pool(min(workers, len(jobs)), initializer=_install_closure,
                       initargs=(cloudpickle.dumps(fn), threads)) as pool:
-        for result in pool.map(_call_closure, jobs, chunksize=1):
-            results.append(result)
-            if bar is not None:
-                bar.update()
-    return results
+        return _collected(pool.map(_call_closure, jobs, chunksize=1), bar)
+
+
+def _collected(results: Iterable[Any], bar: tqdm | None) -> list[Any]:
+    """The results as a list, `bar` advanced as each one arrives."""
+    out = []
+    for result in results:
+        out.append(result)
+        if bar is not None:
+            bar.update()
+    return out
 
 
 _closure: Callable[..., Any] | None = None
