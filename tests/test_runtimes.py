@@ -42,7 +42,7 @@ def build(seed: int = 0, name: str = "actionclip-meanp", **cfg):
     return create_model(name, backbone="embedded-tiny", num_frames=4, **cfg)
 
 
-def micro():
+def micro(name: str = "actionclip-meanp", **cfg):
     """A one-block CLIP: torch.compile's cost grows with the graph, and this checks the path, not speed."""
     torch.manual_seed(0)
     backbone = create_backbone(
@@ -51,7 +51,7 @@ def micro():
         vision_cfg={"layers": 1, "width": 64, "head_width": 32},
         text_cfg={"layers": 1, "width": 64, "heads": 1},
     )
-    return create_model("actionclip-meanp", backbone=backbone, num_frames=2)
+    return create_model(name, backbone=backbone, num_frames=2, **cfg)
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,57 @@ def test_compiled_kernels_are_cached_under_the_data_folder(tmp_path, monkeypatch
     assert ex.inductor_cache_dir() == tmp_path / "cache" / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert ex.inductor_cache_dir() == tmp_path / "mine"  # a folder of the user's choice wins
+
+def test_bf16_runtimes_bring_a_bf16_head_that_the_check_and_the_stream_use(clip_file):
+    transf = build(name="actionclip-transf", fusion_layers=1)
+    built = ex.frame_runtime(transf, "bf16", labels=LABELS)
+    assert built.head == built.summary()["head"] == "bf16" and built.agreement["ok"]
+    window = torch.randn(3, 4, transf.embed_dim)
+    with torch.no_grad():
+        fused, exact = built.fuse(window), transf.fuse_frames(window)
+    assert fused.dtype == torch.float32 and not torch.equal(fused, exact)  # really bf16 arithmetic ...
+    assert torch.nn.functional.cosine_similarity(fused, exact).min() > 0.999  # ... close to fp32
+    assert next(transf.fusion.parameters()).dtype == torch.float32  # a copy: the model keeps its weights
+
+    calls, bf16_head = [], built.fuse
+
+    def counted(embeddings):
+        calls.append(embeddings.shape)
+        return bf16_head(embeddings)
+
+    built.fuse = counted
+    result = StreamingRecognizer(transf, LABELS, runtime=built).run(video_source(clip_file), progress=False)
+    assert len(calls) == len(result.predictions) == 7 and set(calls) == {(1, 4, transf.embed_dim)}
+
+    meanp = ex.frame_runtime(build(), "bf16", labels=LABELS)  # no weights in mean pooling: nothing to gain
+    assert meanp.fuse is None and meanp.head == "fp32"
+
+
+def test_the_check_scores_windows_through_the_candidates_head(model, probe):
+    """A head that breaks the predictions is refused even when every frame embedding is exact."""
+    encode = model.backbone.encode_image
+    negated = lambda video: -model.fuse_frames(video)  # noqa: E731  (every top-1 becomes the bottom-1)
+    with pytest.raises(ex.AgreementError, match="window predictions: zero-shot top-1 agreement 0.000"):
+        ex.check_frame_runtime(encode, encode, model, probe, 4, LABELS, runtime="bf16", candidate_fuse=negated)
+    same = ex.check_frame_runtime(encode, encode, model, probe, 4, LABELS, candidate_fuse=model.fuse_frames)
+    assert same["ok"] and same["top1_agreement"] == 1.0
+
+
+def test_bf16_compile_compiles_the_head_too_or_keeps_it_uncompiled(monkeypatch):
+    compiled = []
+
+    def recording_compiler(fn, **options):
+        compiled.append(fn)
+        return fn
+
+    tiny = micro("actionclip-transf", fusion_layers=1)
+    monkeypatch.setattr(torch, "compile", recording_compiler)
+    built = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
+    assert built.runtime == "bf16-compile" and built.head == "bf16-compile" and len(compiled) == 2
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    fallen = ex.frame_runtime(tiny, "bf16-compile", labels=LABELS)
+    assert fallen.runtime == "bf16" and fallen.head == "bf16" and fallen.fuse is not None
+
 
 def test_the_recognizer_streams_on_a_runtime(model, clip_file, tmp_path):
     onnx = ex.frame_runtime(model, "onnx", labels=LABELS, cache_dir=tmp_path)
@@ -399,3 +450,12 @@ def test_the_benchmark_quick_mode_writes_valid_json(book_student, tmp_path):
 def test_the_benchmark_skips_the_book_row_with_a_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTIONDISTILL_DATA", str(tmp_path))
     assert "no book student" in load_benchmark().book_agreement(["eager"], 2, progress=False)["skipped"]
+
+
+def test_the_runtime_line_names_the_head_and_what_a_fallback_ran():
+    summary = {"runtime": "bf16", "head": "bf16", "fallback_reason": "image encoder: no C++ compiler",
+               "agreement": None, "cache": None, "build_s": 1.0}
+    assert zeroshot_cli.runtime_text(summary) == ("runtime bf16, head bf16 (torch.compile fell back: image encoder: "
+                                                  "no C++ compiler)")
+    assert zeroshot_cli.runtime_text({**summary, "runtime": "eager", "head": "fp32", "fallback_reason": None}) == \
+        "runtime eager"

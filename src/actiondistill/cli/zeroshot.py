@@ -163,13 +163,15 @@ def threads_text(choice: dict) -> str:
 
 
 def runtime_text(runtime: dict) -> str:
-    """The runtime, and for a checked one its agreement with eager fp32 and where its ONNX file came from."""
+    """The runtime (and its temporal head's, where it brings one), and for a checked one its agreement with eager
+    fp32 and where its ONNX file came from."""
+    name = runtime["runtime"] + ("" if runtime.get("head", "fp32") == "fp32" else f", head {runtime['head']}")
     if runtime["fallback_reason"]:
-        return f"runtime eager (torch.compile fell back: {runtime['fallback_reason']})"
+        return f"runtime {name} (torch.compile fell back: {runtime['fallback_reason']})"
     check = runtime["agreement"]
     if check is None:
-        return f"runtime {runtime['runtime']}"
-    text = (f"runtime {runtime['runtime']} (agrees with eager fp32: frame cosine >= {check['frame_min_cosine']:.5f}, "
+        return f"runtime {name}"
+    text = (f"runtime {name} (agrees with eager fp32: frame cosine >= {check['frame_min_cosine']:.5f}, "
             f"top-1 {check['top1_agreement']:.0%} of {check['windows']} probe windows")
     cache = runtime["cache"]
     if cache is not None:

@@ -134,7 +134,8 @@ class StreamingRecognizer:
         stats_window: frames the statistics cover (the most recent ones); None for every frame since `reset`.
         runtime: where the image encoder runs: a name of `export.FRAME_RUNTIMES` (built by `export.frame_runtime`
             and checked against eager fp32 with these labels, so a runtime that changes the predictions is refused
-            with an AgreementError), or a ready frame encoder ((N, 3, h, w) -> (N, D), e.g. a `FrameRuntime`).
+            with an AgreementError), or a ready frame encoder ((N, 3, h, w) -> (N, D), e.g. a `FrameRuntime`). A
+            runtime with a `fuse` (the bf16 runtimes' bf16 temporal head) fuses the windows too.
     """
 
     def __init__(self, model: VideoCLIP, labels: Sequence[str], num_frames: int | None = None, stride: int = 1,
@@ -162,6 +163,8 @@ class StreamingRecognizer:
         self.set_labels(labels)
         self.frame_encoder = (frame_runtime(self.model, runtime, labels=self.labels, templates=self.templates,
                                             num_frames=num_frames) if isinstance(runtime, str) else runtime)
+        # a runtime may bring the temporal head on the same runtime (the bf16 ones do); it was checked with it
+        self.fuse = getattr(self.frame_encoder, "fuse", None) or self.fuse
         self.reset()
 
     @property
