@@ -141,13 +141,16 @@ def build_rows(backbones: Sequence[str], runtimes: Sequence[str], window: int, p
 
 
 def warm_up(recognizers: dict[tuple[str, str], StreamingRecognizer], size: int) -> None:
-    """Run every encoder at every thread count once: torch.compile recompiles per thread count and onnxruntime opens
-    a session per thread count on first use, which no timed run should include."""
+    """Run every encoder and head at every thread count through one full window: torch.compile recompiles per thread
+    count and onnxruntime opens a session per thread count on first use, which no timed run should include."""
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     for threads in thread_candidates():
         torch.set_num_threads(threads)
         for recognizer in recognizers.values():
-            recognizer.encode_frame(image)
+            recognizer.reset()
+            for _ in range(recognizer.num_frames):
+                recognizer.process(image)
+            recognizer.reset()
 
 
 def set_threads(setting: str, recognizer: StreamingRecognizer) -> int:

@@ -844,7 +844,7 @@ def profile_streaming(
     Per frame: PyAV decodes the next frame of `video`, the eval transform resizes it, the image encoder runs once
     on its runtime, the temporal head fuses the window of the last T frame embeddings and the result is scored
     against the cached label embeddings (a prediction at every frame). Each (backbone, runtime) streams `iters`
-    frames per round after `warmup` untimed frames, taking turns round by round as `sweep`'s models do, so that
+    frames per round after an untimed turn of max(`warmup`, T) frames (so the head is warm too), taking turns round by round as `sweep`'s models do, so that
     load from other processes lands on every row alike; each row reports its fastest round and the spread.
     Every runtime but eager passed its agreement check against eager fp32 (`export.frame_runtime`) first.
 
@@ -886,7 +886,7 @@ def profile_streaming(
         if synthesised:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="actiondistill-stream-")))
             side = max(backbone_config(name)["vision_cfg"]["image_size"] for name in backbones)
-            video = _synthesise_clip(folder / "stream.mp4", max(warmup, iters, 16), side, seed)
+            video = _synthesise_clip(folder / "stream.mp4", max(warmup, iters, *frames, 16), side, seed)
         facts = {**_video_facts(Path(video), synthesised), "backend": "pyav (frame by frame, as streamed)"}
         bar = tqdm(total=len(frames) * len(backbones) * len(runtimes) * (rounds + 1), desc="streaming profile",
                    disable=not progress)
@@ -898,11 +898,11 @@ def profile_streaming(
                 for runtime in runtimes:
                     recognizers[backbone, runtime] = StreamingRecognizer(built, labels, num_frames=t, runtime=runtime)
             runs: dict[tuple[str, str], list[dict[str, Any]]] = {name: [] for name in recognizers}
-            for turn in range(rounds + 1):  # the first turn warms every row up and is not counted
+            for turn in range(rounds + 1):  # the first turn warms every row up, its head included, uncounted
                 for name, recognizer in recognizers.items():
                     bar.set_postfix(backbone=name[0], runtime=name[1], frames=t)
                     recognizer.reset()
-                    stats = recognizer.run(video_source(video), max_frames=iters if turn else max(warmup, 1),
+                    stats = recognizer.run(video_source(video), max_frames=iters if turn else max(warmup, t),
                                            progress=False).stats
                     if turn:
                         runs[name].append(stats)
