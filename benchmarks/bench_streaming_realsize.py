@@ -29,17 +29,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+from actiondistill.openmp import limit_spinning
 
-from actiondistill.data.encode import write_video
-from actiondistill.data.synthetic import render_clip, sample_spec
-from actiondistill.export import FRAME_RUNTIMES, frame_runtime
-from actiondistill.io import atomic_write_json
-from actiondistill.models import create_model
-from actiondistill.profiler import environment
-from actiondistill.realtime import StreamingRecognizer, pick_threads, thread_candidates, video_source
+limit_spinning()  # as `zeroshot` streams: before torch loads (`actiondistill.openmp`)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from actiondistill.data.encode import write_video  # noqa: E402
+from actiondistill.data.synthetic import render_clip, sample_spec  # noqa: E402
+from actiondistill.export import FRAME_RUNTIMES, frame_runtime  # noqa: E402
+from actiondistill.io import atomic_write_json  # noqa: E402
+from actiondistill.models import create_model  # noqa: E402
+from actiondistill.profiler import environment  # noqa: E402
+from actiondistill.realtime import StreamingRecognizer, pick_threads, thread_candidates, video_source  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "streaming_realsize.json"
 MODEL, MODEL_OPTIONS = "actionclip-transf", {"fusion_layers": 2}

@@ -9,6 +9,7 @@ import open_clip
 import pytest
 import torch
 
+from actiondistill import frame_cache
 from actiondistill.config import DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, TrainConfig
 from actiondistill.data.datasets import VideoDataset
 from actiondistill.data.sampling import FrameSampler
@@ -16,7 +17,7 @@ from actiondistill.data.synthetic import generate
 from actiondistill.data.transforms import eval_transform
 from actiondistill.data.video import open_video
 from actiondistill.evaluate import evaluate
-from actiondistill.frame_cache import FrameFeatureCache, FrameFeatureDataset, frame_indices
+from actiondistill.frame_cache import FrameFeatureCache, FrameFeatureDataset, frame_indices, get_together
 from actiondistill.models import create_backbone, create_model
 from actiondistill.train import Trainer
 
@@ -95,12 +96,37 @@ def test_features_equal_the_backbones_own_encoding(features, manifest, backbone)
 
 
 def test_second_call_loads_from_disk(features, manifest, micro, cache_root, monkeypatch):
-    monkeypatch.setattr(FrameFeatureCache, "compute", lambda self: pytest.fail("features were recomputed"))
+    monkeypatch.setattr(frame_cache, "compute_together", lambda caches: pytest.fail("features were recomputed"))
     again = FrameFeatureCache(manifest, MICRO, micro[0], SIZE, root=cache_root, progress=False)
     loaded = again.get()
     assert not again.computed
     assert torch.equal(loaded.features, features.features) and torch.equal(loaded.offsets, features.offsets)
     assert loaded.meta["key"] == again.key
+
+
+def test_caches_of_one_world_decode_each_clip_once(features, manifest, micro, cache_root, tmp_path, monkeypatch):
+    opened = []
+    real_open = open_video
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("actiondistill.data.video.open_video", counting_open)
+    caches = [FrameFeatureCache(manifest, MICRO, weights, SIZE, root=tmp_path, batch_size=5, progress=False)
+              for weights in (micro[0], micro[1], micro[0])]  # the same key twice: computed once
+    together = get_together(caches)
+    clips = len(json.loads(manifest.read_text())["clips"])
+    assert len(opened) == clips
+    assert [cache.computed for cache in caches] == [True, True, True]
+    assert torch.allclose(together[0].features, features.features, atol=1e-5)  # as computed alone
+    assert not torch.allclose(together[1].features, features.features, atol=1e-3)  # the other weights' own
+    assert together[2] is together[0] and all(f.meta["compute_s"] > 0 for f in together)
+    again = [FrameFeatureCache(manifest, MICRO, micro[1], SIZE, root=tmp_path, progress=False)]
+    assert torch.equal(get_together(again)[0].features, together[1].features) and not again[0].computed
+    with pytest.raises(ValueError, match="caches decode differently"):
+        frame_cache.compute_together([caches[0], FrameFeatureCache(manifest, MICRO, micro[0], SIZE + 8,
+                                                                   root=tmp_path)])
 
 
 def test_key_follows_weights_manifest_and_size(manifest, micro, cache_root, tmp_path):

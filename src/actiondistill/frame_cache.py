@@ -160,12 +160,7 @@ class FrameFeatureCache:
 
     def get(self) -> FrameFeatures:
         """Load the cached features, computing and saving them first when absent (`computed` says which)."""
-        self.computed = not self.path.is_file()
-        if self.computed:
-            features = self.compute()
-            atomic_save(self.path, lambda tmp: torch.save(_to_file(features), tmp))
-            return features
-        return self.load()
+        return get_together([self])[0]
 
     def load(self) -> FrameFeatures:
         try:
@@ -178,46 +173,14 @@ class FrameFeatureCache:
                              f"{self.key!r}; delete it to recompute")
         return FrameFeatures(raw["features"], raw["offsets"], list(raw["paths"]), dict(raw["meta"]))
 
-    @torch.inference_mode()
     def compute(self) -> FrameFeatures:
         """Decode the cached frames of every clip, apply the eval transform and encode in batches of `batch_size`."""
-        from actiondistill.models.backbones import create_backbone
+        return compute_together([self])[0]
 
-        started = time.perf_counter()
-        clips = read_json(self.manifest)["clips"]
-        paths = [str(clip["path"]) for clip in clips]
-        model = create_backbone(self.backbone, pretrained=self.pretrained, device=self.device).eval()
-        amp = AUTOCAST_DTYPES[self.dtype]
-        autocast = torch.autocast(self.device.type, dtype=amp, enabled=amp is not None)
-        counts: list[int] = []
-        chunks: list[torch.Tensor] = []
-        pending: list[torch.Tensor] = []
-        pending_frames = 0
-        bar = tqdm(total=len(paths), desc=f"frame features ({self.backbone})", unit="clip",
-                   disable=not self.progress)
-        for frames in self._decoded(paths):
-            counts.append(frames.shape[0])
-            pending.append(frames)
-            pending_frames += frames.shape[0]
-            while pending_frames >= self.batch_size:
-                batch = torch.cat(pending)
-                with autocast:
-                    chunks.append(model.encode_image(batch[: self.batch_size].to(self.device)).float().cpu())
-                rest = batch[self.batch_size :]
-                pending, pending_frames = ([rest] if len(rest) else []), len(rest)
-            bar.update(1)
-        if pending:
-            with autocast:
-                chunks.append(model.encode_image(torch.cat(pending).to(self.device)).float().cpu())
-        bar.close()
-        offsets = torch.zeros(len(counts) + 1, dtype=torch.long)
-        offsets[1:] = torch.cumsum(torch.as_tensor(counts, dtype=torch.long), 0)
-        meta = {"key": self.key, "version": FEATURES_VERSION, "backbone": self.backbone,
-                "pretrained": self.pretrained, "checkpoint_sha256": self.checkpoint_sha256,
-                "manifest": str(self.manifest), "manifest_sha256": self.manifest_sha256, "size": self.size,
-                "device": str(self.device), "dtype": self.dtype, "max_frames": self.max_frames,
-                "compute_s": round(time.perf_counter() - started, 3)}
-        return FrameFeatures(torch.cat(chunks).clone(), offsets, paths, meta)
+    def decoding(self) -> tuple[Path, int, int | None]:
+        """What decoding the clips depends on (manifest, frame size, frames per clip): caches that share it can
+        share one decoding pass (`compute_together`)."""
+        return self.manifest, self.size, self.max_frames
 
     @torch.inference_mode()
     def agreement(self, features: FrameFeatures, clips: int = 2) -> float:
@@ -241,6 +204,95 @@ class FrameFeatureCache:
         for path in paths:
             with open_video(self.manifest.parent / path) as reader:
                 yield transform(reader.read(frame_indices(reader.num_frames, self.max_frames)))
+
+
+def get_together(caches: Sequence[FrameFeatureCache]) -> list[FrameFeatures]:
+    """Every cache's features, those not on disk computed first in one decoding pass (`compute_together`), saved
+    atomically, and each cache's `computed` set. Chapter 3's four student initialisations are four caches of one
+    world: decoded once, not four times."""
+    missing = {cache.path: cache for cache in caches if not cache.path.is_file()}  # one computation per key
+    made = dict(zip(missing, compute_together(list(missing.values())), strict=True)) if missing else {}
+    for path, features in made.items():
+        atomic_save(path, lambda tmp, f=features: torch.save(_to_file(f), tmp))
+    for cache in caches:
+        cache.computed = cache.path in made
+    return [made[cache.path] if cache.path in made else cache.load() for cache in caches]
+
+
+@torch.inference_mode()
+def compute_together(caches: Sequence[FrameFeatureCache]) -> list[FrameFeatures]:
+    """Compute the features of caches that decode alike (`FrameFeatureCache.decoding`): each clip is decoded and
+    transformed once and encoded by every cache's encoder. A cache's `compute_s` is its own encoding time plus an
+    equal share of the decoding, so that summing them over caches gives the wall time."""
+    decodings = {cache.decoding() for cache in caches}
+    if len(decodings) != 1:
+        raise ValueError(f"caches decode differently ({sorted(map(str, decodings))}): expected one manifest, frame "
+                         "size and frames per clip")
+    first = caches[0]
+    clips = read_json(first.manifest)["clips"]
+    paths = [str(clip["path"]) for clip in clips]
+    encoders = [_BatchedEncoder(cache) for cache in caches]
+    names = ", ".join(dict.fromkeys(cache.backbone for cache in caches))
+    bar = tqdm(total=len(paths), desc=f"frame features ({names})", unit="clip",
+               disable=not any(cache.progress for cache in caches))
+    decode_s, decoding = 0.0, time.perf_counter()
+    for frames in first._decoded(paths):
+        decode_s += time.perf_counter() - decoding
+        for encoder in encoders:
+            encoder.add(frames)
+        bar.update(1)
+        decoding = time.perf_counter()
+    bar.close()
+    return [encoder.finish(paths, decode_s / len(encoders)) for encoder in encoders]
+
+
+class _BatchedEncoder:
+    """One cache's image encoder, fed clip by clip and run on batches of the cache's `batch_size` frames."""
+
+    def __init__(self, cache: FrameFeatureCache):
+        from actiondistill.models.backbones import create_backbone
+
+        started = time.perf_counter()
+        self.cache = cache
+        self.model = create_backbone(cache.backbone, pretrained=cache.pretrained, device=cache.device).eval()
+        amp = AUTOCAST_DTYPES[cache.dtype]
+        self.autocast = torch.autocast(cache.device.type, dtype=amp, enabled=amp is not None)
+        self.counts: list[int] = []
+        self.chunks: list[torch.Tensor] = []
+        self.pending: list[torch.Tensor] = []
+        self.pending_frames = 0
+        self.seconds = time.perf_counter() - started
+
+    def add(self, frames: torch.Tensor) -> None:
+        started = time.perf_counter()
+        self.counts.append(frames.shape[0])
+        self.pending.append(frames)
+        self.pending_frames += frames.shape[0]
+        while self.pending_frames >= self.cache.batch_size:
+            batch = torch.cat(self.pending)
+            self._encode(batch[: self.cache.batch_size])
+            rest = batch[self.cache.batch_size :]
+            self.pending, self.pending_frames = ([rest] if len(rest) else []), len(rest)
+        self.seconds += time.perf_counter() - started
+
+    def _encode(self, batch: torch.Tensor) -> None:
+        with self.autocast:
+            self.chunks.append(self.model.encode_image(batch.to(self.cache.device)).float().cpu())
+
+    def finish(self, paths: list[str], decode_share_s: float) -> FrameFeatures:
+        started = time.perf_counter()
+        if self.pending:
+            self._encode(torch.cat(self.pending))
+        self.seconds += time.perf_counter() - started
+        cache = self.cache
+        offsets = torch.zeros(len(self.counts) + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(torch.as_tensor(self.counts, dtype=torch.long), 0)
+        meta = {"key": cache.key, "version": FEATURES_VERSION, "backbone": cache.backbone,
+                "pretrained": cache.pretrained, "checkpoint_sha256": cache.checkpoint_sha256,
+                "manifest": str(cache.manifest), "manifest_sha256": cache.manifest_sha256, "size": cache.size,
+                "device": str(cache.device), "dtype": cache.dtype, "max_frames": cache.max_frames,
+                "compute_s": round(self.seconds + decode_share_s, 3)}
+        return FrameFeatures(torch.cat(self.chunks).clone(), offsets, paths, meta)
 
 
 def frame_indices(num_frames: int, max_frames: int | None) -> list[int]:

@@ -844,8 +844,9 @@ def profile_streaming(
     Per frame: PyAV decodes the next frame of `video`, the eval transform resizes it, the image encoder runs once
     on its runtime, the temporal head fuses the window of the last T frame embeddings and the result is scored
     against the cached label embeddings (a prediction at every frame). Each (backbone, runtime) streams `iters`
-    frames per round after an untimed turn of max(`warmup`, T) frames (so the head is warm too), taking turns round by round as `sweep`'s models do, so that
-    load from other processes lands on every row alike; each row reports its fastest round and the spread.
+    frames per round after an untimed turn of max(`warmup`, T) frames (so the head is warm too), taking turns round
+    by round as `sweep`'s models do, so that load from other processes lands on every row alike; each row reports
+    its fastest round and the spread.
     Every runtime but eager passed its agreement check against eager fp32 (`export.frame_runtime`) first.
 
     Args:

@@ -294,12 +294,11 @@ def run(params: Params) -> Result:
         if not params.synthetic_world:
             raise ValueError("chapter 2 froze the image encoder on a dataset without a SynthActions manifest; the "
                              "real-data profiles fine-tune end to end (freeze_image_encoder=False)")
-        features, computed = {}, []
-        for name, init in students.items():
-            features[name], fresh = kit.frame_features(world, student_backbone, init.pretrained, params.size,
-                                                       device=params.device, dtype=params.feature_dtype)
-            if fresh:
-                computed.append(bs.LABELS[name])
+        made, fresh = kit.frame_features_together(world, student_backbone,
+                                                  [init.pretrained for init in students.values()], params.size,
+                                                  device=params.device, dtype=params.feature_dtype)
+        features = dict(zip(students, made, strict=True))
+        computed = [bs.LABELS[name] for name, new in zip(students, fresh, strict=True) if new]
         feature_s = sum(float(f.meta["compute_s"]) for f in features.values())
         state = feature_state(computed)
         facts.add(ch3_feature_s=feature_s, ch3_feature_state=Md(state))

@@ -218,8 +218,18 @@ def frame_features(world: World, backbone: str, weights: str | Path, size: int, 
                    dtype: str = "bf16") -> tuple[Any, bool]:
     """The cached frame embeddings (`frame_cache`), and whether this call computed them (False: reused from an
     earlier chapter or run)."""
-    cache = frame_cache(world, backbone, weights, size, device, dtype)
-    return cache.get(), cache.computed
+    features, computed = frame_features_together(world, backbone, [weights], size, device, dtype)
+    return features[0], computed[0]
+
+
+def frame_features_together(world: World, backbone: str, weights: Sequence[str | Path], size: int,
+                            device: str = "cpu", dtype: str = "bf16") -> tuple[list[Any], list[bool]]:
+    """`frame_features` of several weights of one backbone, the missing ones computed in one pass over the world
+    (each clip decoded once: `frame_cache.get_together`)."""
+    from actiondistill.frame_cache import get_together
+
+    caches = [frame_cache(world, backbone, w, size, device, dtype) for w in weights]
+    return get_together(caches), [cache.computed for cache in caches]
 
 
 def same_world(params: ChapterParams, recorded_manifest: str | Path | None, world: World, what: str) -> None:

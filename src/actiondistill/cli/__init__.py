@@ -3,6 +3,8 @@
 Each module in this package is one subcommand and defines `HELP`, `add_arguments(parser)` and
 `run(args) -> dict`; optionally `format_text(result) -> str`. Commands are discovered, so adding one
 is adding a file. Heavy imports (torch, av) belong inside `run`, keeping `--help` fast.
+A command that streams frames defines `streams(args) -> bool`: idle OpenMP threads then spin briefly
+(`openmp.limit_spinning`), which must happen before torch is imported.
 Every command gets `--json [PATH]`: the result dict as JSON on stdout (no PATH) or in a file, and `--debug`.
 An error is one line on stderr naming what was wrong (exit 2), never a traceback unless `--debug` is given;
 Ctrl-C exits 130 and a closed output pipe ends quietly. A command that stops early with a result to report
@@ -22,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from actiondistill.io import atomic_write_json
+from actiondistill.openmp import limit_spinning
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -85,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.json not in (None, "-") and Path(args.json).is_dir():
             raise ValueError(f"--json {args.json}: is a folder; expected a file path for the JSON result")
+        if getattr(module, "streams", lambda _: False)(args):
+            limit_spinning()  # before the command imports torch (`openmp`)
         result = module.run(args)
     except StoppedEarly as stop:
         result, code, message = stop.result, stop.exit_code, str(stop)

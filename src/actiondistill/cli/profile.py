@@ -66,6 +66,11 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def streams(args: argparse.Namespace) -> bool:
+    """With --stream, streaming is what is timed, so its threads wait as `zeroshot`'s do (`openmp.limit_spinning`)."""
+    return bool(args.mode == "end_to_end" and args.stream)
+
+
 def run(args: argparse.Namespace) -> dict:
     import time
 

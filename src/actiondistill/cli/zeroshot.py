@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
+def streams(args: argparse.Namespace) -> bool:
+    """Always: idle OpenMP threads spin briefly between frames (`openmp.limit_spinning`)."""
+    return True
+
+
 def run(args: argparse.Namespace) -> dict:
     import os
 

@@ -38,6 +38,7 @@ def environment(device: Any = None) -> dict[str, Any]:
     import torch
 
     from actiondistill import __version__
+    from actiondistill.openmp import spin_settings
 
     cuda = torch.cuda.is_available()
     cpu = cpu_model()
@@ -57,6 +58,7 @@ def environment(device: Any = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "openmp": spin_settings(),
     }
     if device is not None and str(device).startswith("cuda") and cuda:
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))

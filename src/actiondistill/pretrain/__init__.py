@@ -1,7 +1,6 @@
 """The embedded CLIPs: `embedded-base` pretrained on SynthActions frame-caption pairs, `embedded-tiny` distilled
 from it TinyCLIP-style; `ensure_embedded_clips` makes (or reuses) both and their zero-shot report."""
 
-from actiondistill.pretrain import shipped
 from actiondistill.pretrain.pipeline import (
     PRETRAIN_VERSION,
     STAGES,
@@ -24,5 +23,4 @@ __all__ = [
     "ensure_embedded_clips",
     "parameter_counts",
     "provenance",
-    "shipped",
 ]

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from actiondistill.io import atomic_write_json, read_json
-from actiondistill.pretrain import shipped
 
 #: Bump when captions, objectives or the recipe change, so old caches are not mistaken for new ones.
 PRETRAIN_VERSION = 4  # 2: attribute heads and the pretraining pool; 3: position captions and head; 4: conv stem
@@ -129,6 +128,8 @@ def ensure_embedded_clips(manifest_path: str | os.PathLike, cfg: PretrainConfig 
     checkpoints = {name: out / f"{name}.pt" for name in STAGES}
     report_path = out / REPORT_NAME
     source = "cache" if report_path.is_file() and all(p.is_file() for p in checkpoints.values()) else None
+    from actiondistill.pretrain import shipped  # torch: not at import, so the CLI's parser stays light
+
     if source is None and not force and shipped.has_bundle(out.name):
         shipped.install(out.name, out, manifest)
         source = "shipped"

@@ -1,0 +1,51 @@
+"""Idle OpenMP threads spin briefly in streaming commands: set before torch loads, never over the user's choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch  # noqa: F401  (loaded, as in any test session)
+
+from actiondistill import openmp
+
+
+def test_the_spin_limit_is_set_only_before_torch_and_never_over_a_users_setting(monkeypatch):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert "torch" in sys.modules and not openmp.limit_spinning()  # too late in this process: libgomp has read it
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "torch")
+    assert openmp.limit_spinning() and os.environ["GOMP_SPINCOUNT"] == str(openmp.STREAM_SPINCOUNT)
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    assert not openmp.limit_spinning() and os.environ["GOMP_SPINCOUNT"] == "5"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert not openmp.limit_spinning() and "GOMP_SPINCOUNT" not in os.environ
+    assert openmp.spin_settings() == {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_cli(*argv: str) -> dict:
+    """A command in a fresh interpreter (torch not loaded yet, as from a shell) whose `run` reports the variable."""
+    code = ("import json, os, sys\n"
+            "from actiondistill import cli\n"
+            "from actiondistill.cli import profile, zeroshot\n"
+            "seen = {}\n"
+            "def record(args):\n"
+            "    seen['spin'] = os.environ.get('GOMP_SPINCOUNT'); seen['torch'] = 'torch' in sys.modules\n"
+            "    return {}\n"
+            "zeroshot.run = profile.run = record\n"
+            f"cli.main({[*argv, '--json', '-']!r})\n"
+            "print(json.dumps(seen))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_streaming_commands_limit_spinning_and_the_others_do_not():
+    assert run_cli("zeroshot", "--video", "x.mp4", "--labels", "a, b") == {"spin": "30000", "torch": False}
+    profile = ["profile", "--model", "actionclip-meanp", "--backbone", "embedded-tiny"]
+    assert run_cli(*profile, "--mode", "end_to_end", "--stream")["spin"] == "30000"
+    assert run_cli(*profile)["spin"] is None
