@@ -445,6 +445,18 @@ def test_the_benchmark_quick_mode_writes_valid_json(book_student, tmp_path):
     rows = {row["requested"]: row for row in book["rows"]}
     assert rows["eager"]["top1_agreement_with_eager"] == 1.0 and set(rows) == {"eager", "onnx-int8"}
     assert all(0 <= row["top1_agreement_with_eager"] <= 1 for row in rows.values())
+    assert set(machine["openmp"]) == {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"}
+
+    # what chapter 8 shows of it
+    from actiondistill.realtime import realsize
+
+    table = realsize.realsize_table(result)
+    assert len(table) == len(result["rows"]) and set(table["runtime"]) == {"eager", "onnx-int8"}
+    summary = realsize.realsize_summary(result)
+    assert "**embedded-tiny** (target 60 FPS)" in summary and "met: met" not in summary
+    spun = {**result, "machine": {**machine, "openmp": {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}}}
+    assert "GOMP_SPINCOUNT 30000" in realsize.machine_label(spun)
+    assert "GOMP_SPINCOUNT" not in realsize.machine_label({**result, "machine": {**machine, "openmp": {}}})
 
 
 def test_the_benchmark_skips_the_book_row_with_a_reason(tmp_path, monkeypatch):

@@ -38,8 +38,10 @@ def machine_label(result: dict[str, Any] | None) -> str:
         return f"no measurement yet ({COMMAND})"
     m = result["machine"]
     flags = ", ".join(m.get("cpu_flags") or []) or "no AVX-512/AMX"
+    spin = (m.get("openmp") or {}).get("GOMP_SPINCOUNT")
     return (
-        f"{m['cpu_model']} ({m['cpu_count']} cores; {flags}), torch {m['torch']}, load average "
+        f"{m['cpu_model']} ({m['cpu_count']} cores; {flags}), torch {m['torch']}"
+        f"{f', GOMP_SPINCOUNT {spin}' if spin else ''}, load average "
         f"{m['load_average'][0]:.1f} before and {m['load_average_after'][0]:.1f} after"
     )
 
@@ -83,8 +85,7 @@ def realsize_summary(result: dict[str, Any] | None) -> str:
         )
     sentences = [
         f"**{t['backbone']}** (target {t['target_fps']:g} FPS): {t['best_fps']:.0f} FPS at best "
-        f"({t['best_runtime']}, {t['best_threads_setting']}), {'met' if t['met'] else 'not met'}: "
-        f"{t['verdict']}."
+        f"({t['best_runtime']}, {t['best_threads_setting']}), {'' if t['met'] else 'not met: '}{t['verdict']}."
         for t in result["targets"]
     ]
     book = result["book_agreement"]
