@@ -49,3 +49,23 @@ def test_streaming_commands_limit_spinning_and_the_others_do_not():
     profile = ["profile", "--model", "actionclip-meanp", "--backbone", "embedded-tiny"]
     assert run_cli(*profile, "--mode", "end_to_end", "--stream")["spin"] == "30000"
     assert run_cli(*profile)["spin"] is None
+
+
+def test_the_spin_benchmark_streams_each_setting_in_its_own_environment(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_openmp_spin.py"
+    spec = importlib.util.spec_from_file_location("bench_openmp_spin", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "spin.json"
+    result = bench.main(["--backbone", "embedded-tiny", "--runtime", "eager", "--frames", "16", "--rounds", "1",
+                         "--settings", "default", "spin 30000", "--threads", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    rows = {row["setting"]: row for row in result["rows"]}
+    assert rows["default"]["openmp"] == {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None}
+    assert rows["spin 30000"]["openmp"] == {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}
+    assert all(row["fps_best"] > 0 and set(row["stages_ms_best"]) == {"decode", "resize", "encoder", "head"}
+               for row in rows.values())
+    assert rows["default"]["fps_vs_default_per_round"] == [1.0] and "openmp" not in result["machine"]

@@ -6,7 +6,7 @@ that is what keeps back-to-back operators fast. Between a stream's frames it tak
 work in between: decoding, resizing and Python. Measured on this project's 2-core Xeon (TinyCLIP-ViT-8M/16
 `bf16-compile` streamed at 2 threads, 3 rounds each): default spinning 54-59 FPS with decoding at 2.3-3.1 ms per
 frame; GOMP_SPINCOUNT=30000 67-69 FPS, decoding 0.9-1.0 ms (the encoder itself 10.3-10.7 ms against 11.2-11.8);
-3000 59-61 FPS (the encoder's own operators start waiting); OMP_WAIT_POLICY=PASSIVE (no spinning) 34-35 FPS.
+3000 59-61 FPS (the encoder's own operators start waiting); OMP_WAIT_POLICY=PASSIVE (no spinning) 33-35 FPS.
 libgomp reads the variable once, when torch loads it, so it must be set before `import torch`.
 """
 
