@@ -1,6 +1,6 @@
 """The package's layers, enforced: nothing lower imports anything higher (not even by a module-name string).
 
-foundation (io, paths, config, parallel, stats) -> data -> models -> losses -> engine (engine/, train, evaluate,
+foundation (io, paths, config, parallel, stats, openmp) -> data -> models -> losses -> engine (engine/, train, evaluate,
 frame_cache) -> everything else (the chapters' experiment code, the profiler, real time, the CLI) -> the chapter
 modules (chapters/chNN_*, imported by the book runner alone, each reading earlier chapters only from records). The
 higher modules are free to import downwards; the point is that the engine and what it stands on never depend on a
@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "actiondistill"
 LAYERS: list[set[str]] = [
-    {"__init__", "io", "paths", "config", "parallel", "stats"},
+    {"__init__", "io", "paths", "config", "parallel", "stats", "openmp"},
     {"data"},
     {"models"},
     {"losses"},
