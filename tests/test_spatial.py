@@ -167,7 +167,7 @@ def test_targets_follow_the_frozen_clip(clip_targets, features, weights, manifes
 def test_cache_is_reused_and_keyed(clip_targets, manifest, weights, features, vocabularies, monkeypatch):
     cache, targets = clip_targets
     monkeypatch.setattr(SpatialTargetCache, "compute", lambda self: pytest.fail("targets were recomputed"))
-    monkeypatch.setattr(FrameFeatureCache, "compute", lambda self: pytest.fail("frames were re-encoded"))
+    monkeypatch.setattr("actiondistill.frame_cache.compute_together", lambda _: pytest.fail("frames were re-encoded"))
     again = SpatialTargetCache(manifest, vocabularies, MICRO, weights, frames=K, features=features, root=cache.root,
                                progress=False)
     loaded = again.get()

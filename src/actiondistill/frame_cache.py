@@ -173,10 +173,6 @@ class FrameFeatureCache:
                              f"{self.key!r}; delete it to recompute")
         return FrameFeatures(raw["features"], raw["offsets"], list(raw["paths"]), dict(raw["meta"]))
 
-    def compute(self) -> FrameFeatures:
-        """Decode the cached frames of every clip, apply the eval transform and encode in batches of `batch_size`."""
-        return compute_together([self])[0]
-
     def decoding(self) -> tuple[Path, int, int | None]:
         """What decoding the clips depends on (manifest, frame size, frames per clip): caches that share it can
         share one decoding pass (`compute_together`)."""
