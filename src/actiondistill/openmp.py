@@ -2,11 +2,15 @@
 
 Why: libgomp, the OpenMP runtime of torch's Linux wheels, keeps a thread that has finished its share of a parallel
 region spinning for GOMP_SPINCOUNT iterations (300,000 by default) in case another region follows. Inside a model
-that is what keeps back-to-back operators fast. Between a stream's frames it takes a core from the single-threaded
-work in between: decoding, resizing and Python. Measured on this project's 2-core Xeon (TinyCLIP-ViT-8M/16
-`bf16-compile` streamed at 2 threads, 3 rounds each): default spinning 54-59 FPS with decoding at 2.3-3.1 ms per
-frame; GOMP_SPINCOUNT=30000 67-69 FPS, decoding 0.9-1.0 ms (the encoder itself 10.3-10.7 ms against 11.2-11.8);
-3000 59-61 FPS (the encoder's own operators start waiting); OMP_WAIT_POLICY=PASSIVE (no spinning) 33-35 FPS.
+that is what keeps back-to-back operators fast. Between a stream's frames it competes with the single-threaded work
+in between: decoding, resizing and Python. Measured on this project's 2-core Xeon (TinyCLIP-ViT-8M/16 `bf16-compile`
+streamed at 2 threads, each setting a fresh process, the settings interleaved round by round:
+`benchmarks/bench_openmp_spin.py`): the decode stage of the best round halves (3.2 -> 1.6 ms), but the FPS gain is
+within the host's noise (per-round ratios to the default 1.15, 0.93, 0.96, 1.15, 0.99 in `openmp_spin.json`; 1.31,
+0.88, 1.03 in `openmp_spin_4settings.json`), while no spinning at all (OMP_WAIT_POLICY=PASSIVE) costs 23-42% and 3,000
+iterations gave 0.89-1.07. A first probe that ran the settings one after another (not interleaved) had suggested
+55 -> 68 FPS; the interleaved benchmark does not confirm it. 30,000 is kept: it shortens the stage it aims at and
+costs no measurable FPS.
 libgomp reads the variable once, when torch loads it, so it must be set before `import torch`.
 """
 
