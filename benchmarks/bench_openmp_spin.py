@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from actiondistill.openmp import SPIN_VARIABLES, spin_settings  # torch-free: safe before a child's setting applies
+
 RESULTS = Path(__file__).resolve().parent / "results" / "openmp_spin.json"
 #: name -> the OpenMP variables its process starts with (none: libgomp's defaults)
 SETTINGS: dict[str, dict[str, str]] = {
@@ -33,7 +35,6 @@ SETTINGS: dict[str, dict[str, str]] = {
     "spin 3000": {"GOMP_SPINCOUNT": "3000"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
 }
-OMP_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -72,12 +73,12 @@ def stream_once(spec: dict[str, Any]) -> dict[str, Any]:
     recognizer.reset()
     stats = recognizer.run(video_source(spec["video"]), progress=False).stats
     return {"fps": stats["fps"], "stages_ms": stats["stages_ms"], "runtime": built.runtime, "head": built.head,
-            "openmp": {name: os.environ.get(name) for name in OMP_VARIABLES}}
+            "openmp": spin_settings()}
 
 
 def run_child(spec: dict[str, Any], setting: dict[str, str]) -> dict[str, Any]:
     """One stream in a fresh process whose environment holds exactly `setting`'s OpenMP variables."""
-    env = {k: v for k, v in os.environ.items() if k not in OMP_VARIABLES} | setting
+    env = {k: v for k, v in os.environ.items() if k not in SPIN_VARIABLES} | setting
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
                          text=True)
     if out.returncode != 0:

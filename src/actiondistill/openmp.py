@@ -21,12 +21,14 @@ import sys
 
 #: Spin iterations of an idle OpenMP thread for streaming commands (the measurement above).
 STREAM_SPINCOUNT = 30000
+#: The variables that decide how libgomp's idle threads wait; a user who sets either has chosen.
+SPIN_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 def limit_spinning(spincount: int = STREAM_SPINCOUNT) -> bool:
     """Set GOMP_SPINCOUNT for this process (and its children) unless torch is already loaded or the user chose a
     spin setting (GOMP_SPINCOUNT or OMP_WAIT_POLICY); True when it was set."""
-    if "torch" in sys.modules or "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+    if "torch" in sys.modules or any(name in os.environ for name in SPIN_VARIABLES):
         return False
     os.environ["GOMP_SPINCOUNT"] = str(int(spincount))
     return True
@@ -34,4 +36,4 @@ def limit_spinning(spincount: int = STREAM_SPINCOUNT) -> bool:
 
 def spin_settings() -> dict[str, str | None]:
     """The OpenMP waiting settings in force, for a result's record of its environment."""
-    return {name: os.environ.get(name) for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    return {name: os.environ.get(name) for name in SPIN_VARIABLES}
