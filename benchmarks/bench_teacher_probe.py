@@ -8,7 +8,7 @@ size were chosen: a teacher measured after too few steps is a measure of the bud
 
     .venv/bin/python benchmarks/bench_teacher_probe.py [--videos 2400] [--epochs 6 30] [--batch-size 32]
         [--model-kwargs '{"logit_scale_init": 100}'] [--train-token-embedding] [--clip-videos 2400]
-        [--amp-dtype bfloat16] [--workers 2]
+        [--amp-dtype bfloat16] [--fusion-lr-mult 10] [--time-reversal 0.5] [--workers 2]
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ def main() -> None:
                         help="train the text tower's token table too (default: frozen, as the embedded profile)")
     parser.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16",
                         help="bfloat16: train under bf16 autocast on the CPU too (float16: fp32 on a CPU)")
+    parser.add_argument("--fusion-lr-mult", type=float, default=10.0,
+                        help="the temporal heads' learning rate over the text tower's (the book's recipe: 10)")
+    parser.add_argument("--time-reversal", type=float, default=0.0,
+                        help="probability that a training clip plays backwards, its label swapped (data.time_reversal)")
     parser.add_argument("--workers", type=int, default=2,
                         help="runs trained side by side, the cores shared out (the embedded profile's grid_workers)")
     parser.add_argument("--out", type=Path, default=RESULT)
@@ -61,16 +65,17 @@ def main() -> None:
             "epochs": epochs, "device": "cpu",
             "data": {"dataset": "synthactions", "manifest": str(manifest), "train_split": "train", "test_split": "test",
                      "eval_split": None, "num_frames": 8, "sampler": "tsn", "size": 64,
-                     "batch_size": args.batch_size, "flip": False},
+                     "batch_size": args.batch_size, "flip": False, "time_reversal": args.time_reversal},
             "model": {"backbone": "embedded-base", "pretrained": str(weights), "kwargs": args.model_kwargs},
-            "optim": {"lr": args.lr, "fusion_lr_mult": 10.0, "weight_decay": 0.2, "warmup_epochs": 0.5,
+            "optim": {"lr": args.lr, "fusion_lr_mult": args.fusion_lr_mult, "weight_decay": 0.2, "warmup_epochs": 0.5,
                       "clip_grad": 1.0, "amp_dtype": args.amp_dtype},
             "objective": {"name": "actionclip", "kwargs": {"texts": "classes"}},
         })
         started = time.perf_counter()
         runs = tc.run_choice(base, {m: list(range(args.seeds)) for m in args.models}, features=features,
                              freeze_token_embedding=not args.train_token_embedding,
-                             run_prefix=f"teacher-probe-e{epochs}", progress=True, workers=args.workers)
+                             run_prefix=f"teacher-probe-e{epochs}-r{args.time_reversal:g}-f{args.fusion_lr_mult:g}",
+                             progress=True, workers=args.workers)
         seconds = time.perf_counter() - started
         for model, group in runs.groupby("model", sort=False):
             rows.append({"model": model, "epochs": epochs, "batch_size": args.batch_size,
@@ -95,7 +100,8 @@ def main() -> None:
         "pretrain": args.pretrain, "model_kwargs": args.model_kwargs,
         "token_embedding": "trained" if args.train_token_embedding else "frozen", "clip_key": clips["key"],
         "seeds": args.seeds,
-        "lr": args.lr, "amp_dtype": args.amp_dtype, "workers": args.workers,
+        "lr": args.lr, "fusion_lr_mult": args.fusion_lr_mult, "amp_dtype": args.amp_dtype,
+        "time_reversal": args.time_reversal, "workers": args.workers,
         "threads_per_run": threads_per_worker(args.workers) if args.workers > 1 else torch.get_num_threads(),
         "rows": rows,
     })

@@ -9,7 +9,9 @@ top-1 on the test clips of a `--world` preset's world from:
   per frame), exact and with Gaussian noise of 0.05 and 0.15 frame units added. The derived columns are what a
   flat MLP cannot compute from 700 clips: without them the ceiling measured 62% rather than the rows below;
 - the cached `embedded-base` frame embeddings the chapters train on (the embedded CLIP pretrained by
-  `pretrain-clip`, made first if missing).
+  `pretrain-clip`, made first if missing); alone, with each frame's change since the previous one ("+ step"), and
+  with every training clip also played backwards under its reversed label ("+ time reversal", what
+  `data.time_reversal` does to a training set).
 
 The oracle rows bound what a perfect frame encoder would give this classifier with this little data; the gap
 between them and the CLIP row is the frame encoder's. Writes benchmarks/results/world_ceiling.json.
@@ -38,6 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from actiondistill.data.synth_world import DEFAULT_WORLD, PRESETS
+from actiondistill.engine.time_reversal import reversal_map
 from actiondistill.io import atomic_write_json
 from actiondistill.pretrain.state import STATE_FIELDS
 
@@ -127,14 +130,19 @@ def state_readout(train_x: torch.Tensor, train_s: torch.Tensor, test_x: torch.Te
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   classes: int, seed: int, epochs: int, train_clips: int | None = None) -> dict[str, float]:
+                   classes: int, seed: int, epochs: int, train_clips: int | None = None,
+                   reversal: torch.Tensor | None = None) -> dict[str, float]:
     """Train the MLP on standardised inputs; top-1 % on train and test. `train_clips`: train on that many of the
-    training clips, drawn by `seed`, to see how the top-1 grows with the action data on the same test clips."""
+    training clips, drawn by `seed`, to see how the top-1 grows with the action data on the same test clips.
+    `reversal` (each class's reversed class): every training clip is also trained on played backwards, labelled
+    with its reversal (`data.time_reversal`'s augmentation, in the limit of both directions every epoch)."""
     if train_clips is not None:
         if not 0 < train_clips <= len(train_x):
             raise ValueError(f"--train-clips {train_clips}: expected 1..{len(train_x)}, the world's training clips")
         keep = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:train_clips]
         train_x, train_y = train_x[keep], train_y[keep]
+    if reversal is not None:
+        train_x, train_y = torch.cat([train_x, train_x.flip(1)]), torch.cat([train_y, reversal[train_y]])
     mean, std = train_x.mean((0, 1)), train_x.std((0, 1)) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     torch.manual_seed(seed)
@@ -182,7 +190,9 @@ def main() -> None:
     inputs["embedded-base"] = {s: clip_features(features, manifest, split[s], pick) for s in split}
     inputs["embedded-base + step"] = {s: with_step(x) for s, x in inputs["embedded-base"].items()}
     noise = {"oracle": 0.0, "oracle + noise 0.05": 0.05, "oracle + noise 0.15": 0.15, "embedded-base": 0.0,
-             "embedded-base + step": 0.0}
+             "embedded-base + step": 0.0, "embedded-base + time reversal": 0.0}
+    inputs["embedded-base + time reversal"] = inputs["embedded-base"]
+    reversal = torch.tensor(reversal_map(manifest["classes"][:classes]))
     rows = []
     for (name, sigma), train_clips in tqdm([(row, n) for n in args.train_clips for row in noise.items()],
                                            desc="inputs"):
@@ -190,7 +200,8 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         noisy = {s: x + sigma * torch.randn(x.shape, generator=generator) for s, x in data.items()}
         scores = [probe_accuracy(noisy["train"], labels["train"], noisy["test"], labels["test"], classes, seed,
-                                 args.epochs, train_clips) for seed in range(args.seeds)]
+                                 args.epochs, train_clips, reversal if name.endswith("time reversal") else None)
+                  for seed in range(args.seeds)]
         test = np.array([s["test"] for s in scores])
         rows.append({"input": name, "dim": int(data["train"].shape[-1]), "noise": sigma,
                      "train_clips": train_clips or len(split["train"]),

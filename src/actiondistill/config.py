@@ -28,8 +28,10 @@ class DataConfig:
     paths are under data/) with `VideoDataset.from_manifest`. `batch_size` is per process (under torchrun the
     global batch is batch_size x processes x optim.grad_accum).
     `eval_split` (validation during training) may be null. `sampler` is the FrameSampler kind (tsn, dense,
-    uniform). `kwargs` passes extra options on: {"sampler": {...}, "train_transform": {...},
-    "eval_transform": {...}, "dataset": {...}} (e.g. `data.kwargs.train_transform.hue=0` where colour is a label).
+    uniform). `time_reversal` plays each training clip backwards with this probability and swaps its label for the
+    reversed action's (`engine.time_reversal`; SynthActions only, whose every action has a reversal). `kwargs`
+    passes extra options on: {"sampler": {...}, "train_transform": {...}, "eval_transform": {...}, "dataset": {...}}
+    (e.g. `data.kwargs.train_transform.hue=0` where colour is a label).
     """
 
     dataset: str = "synthactions"
@@ -46,6 +48,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 0
     flip: bool = True
+    time_reversal: float = 0.0
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 

@@ -56,6 +56,7 @@ from actiondistill.engine.optim import build_optimizer, build_scheduler, current
 from actiondistill.engine.records import build_record, write_record
 from actiondistill.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state, worker_init_fn
 from actiondistill.engine.teachers import Teacher, TeacherCache
+from actiondistill.engine.time_reversal import TimeReversed, check_teachers
 from actiondistill.evaluate import class_texts_of, evaluate, scalar_metrics
 from actiondistill.io import atomic_write_json, atomic_write_text
 
@@ -155,6 +156,9 @@ class Trainer:
         for teacher in self.teachers.values():
             if teacher.cache is not None:
                 TeacherCache.check_deterministic(train_data, "training data")
+        if cfg.data.time_reversal:  # outermost, so that a teacher's frames are reversed with the student's
+            check_teachers(cfg.data.time_reversal, [n for n, t in self.teachers.items() if t.cache is not None])
+            self.train_data = train_data = TimeReversed(train_data, cfg.data.time_reversal, cfg.seed)
 
         if cfg.optim.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"optim.amp_dtype={cfg.optim.amp_dtype!r}: expected 'float16' or 'bfloat16'")

@@ -61,6 +61,8 @@ class Params(ChapterParams):
     warmup_epochs: float = 0.5
     amp_dtype: str | None = None       # "bfloat16": train under bf16 autocast, on a CPU too (None: the Trainer's
                                        # default, fp16 autocast on a GPU and fp32 on a CPU)
+    time_reversal: float = 0.0         # probability that a training clip plays backwards, its label swapped
+                                       # (data.time_reversal; measured not to help the teacher, README)
     val_every: int = 3                 # validation top-1 every this many epochs, on SynthActions' val split (0: none):
                                        # the learning curves of every chapter that trains with this recipe
     fusion_layers: int = 2             # depth of ActionCLIP's transformer heads (6 in the paper)
@@ -156,7 +158,7 @@ def recipe(params: Params, manifest: str | Path | None, weights: str) -> dict[st
                  "fold": p.split, "train_split": "train", "test_split": "test",
                  "eval_split": "val" if synthetic and p.val_every else None,
                  "num_frames": p.num_frames, "sampler": "tsn", "size": p.size, "batch_size": p.batch_size,
-                 "flip": not synthetic},
+                 "flip": not synthetic, "time_reversal": p.time_reversal},
         "model": {"backbone": p.backbone, "pretrained": str(weights),
                   "kwargs": {} if p.logit_scale_init is None else {"logit_scale_init": p.logit_scale_init}},
         "optim": {"lr": p.lr, "fusion_lr_mult": p.fusion_lr_mult, "weight_decay": p.weight_decay,
@@ -181,6 +183,7 @@ def recipe_table(params: Params, candidate_seeds: Mapping[str, Sequence[int]],
         "warm-up epochs": p.warmup_epochs,
         "training precision": ("fp32 on a CPU, fp16 autocast on a GPU" if p.amp_dtype is None
                                else f"{p.amp_dtype} autocast"),
+        "time reversal": f"{p.time_reversal:g} of the clips" if p.time_reversal else "off",
         "validation every (epochs)": p.val_every if p.synthetic_world and p.val_every else "no validation",
         "image encoder": "frozen" if p.freeze_image_encoder else "fine-tuned",
         "token embedding table": "frozen" if p.freeze_token_embedding else "trained",
