@@ -70,6 +70,20 @@ def test_goal_says_which_student_reaches_it():
     assert ch.goal(table_of([("teacher", 9.0, 0.0, 50.0), ("s", 1.0, 0.0, 50.0)]))["reached"] == []
 
 
+def test_goal_judges_the_reached_student_against_the_teacher_seed_by_seed():
+    table = table_of([("teacher", 1.0, 0.0, 50.0), ("a", 3.0, 0.5, 49.5), ("fast", 3.0, 4.0, 46.0)])
+    models = pd.DataFrame([("teacher", 0, 52.0), ("teacher", 1, 48.0), ("teacher", 2, 50.0),
+                           ("a", 0, 50.0), ("a", 1, 49.0), ("a", 2, 49.5),
+                           ("fast", 0, 47.0), ("fast", 1, 45.0), ("fast", 2, 46.0)], columns=["model", "seed", "top1"])
+    reached = ch.goal(table, models=models)["sentence"]
+    assert "against the teacher seed by seed, -0.5 points (paired over 3 seed(s), sd 1.5)" in reached
+    assert reached.endswith("within two standard errors (1.7) of zero: no measurable difference.")
+    missed = ch.goal(table.drop(index="a"), models=models)["sentence"]
+    assert "**fast** (3.00x), is 4.0 points below the teacher's; against the teacher seed by seed, -4.0" in missed
+    assert "a measurable loss" in missed
+    assert "seed by seed" not in ch.goal(table)["sentence"]  # without the runs, the means alone
+
+
 def test_change_never_says_minus_zero():
     assert ch.change(0.04) == "level with the teacher's" and ch.change(-0.04) == "level with the teacher's"
     assert ch.change(1.25) == "1.2 points below the teacher's" and ch.change(-2.0) == "2.0 points above the teacher's"
