@@ -74,10 +74,10 @@ def main() -> None:
             "objective": {"name": args.objective,
                           "kwargs": {"texts": "classes"} if args.objective == "actionclip" else {}},
         })
+        prefix = f"teacher-probe-{args.objective}-e{epochs}-r{args.time_reversal:g}-f{args.fusion_lr_mult:g}"
         started = time.perf_counter()
         runs = tc.run_choice(base, {m: list(range(args.seeds)) for m in args.models}, features=features,
-                             freeze_token_embedding=not args.train_token_embedding,
-                             run_prefix=f"teacher-probe-{args.objective}-e{epochs}-r{args.time_reversal:g}-f{args.fusion_lr_mult:g}",
+                             freeze_token_embedding=not args.train_token_embedding, run_prefix=prefix,
                              progress=True, workers=args.workers)
         seconds = time.perf_counter() - started
         for model, group in runs.groupby("model", sort=False):

@@ -110,12 +110,10 @@ def goal(table: pd.DataFrame, min_speedup: float = GOAL_SPEEDUP, max_drop: float
     top-1 against the teacher's paired by seed under the book's noise rule, since a mean within `max_drop` says
     nothing of how far apart the seeds lie."""
     students = table.iloc[1:]
+    by_seed = models.pivot_table(index="seed", columns="model", values="top1") if models is not None else None
 
     def against_teacher(name: str) -> str:
-        if models is None:
-            return ""
-        by_seed = models.pivot_table(index="seed", columns="model", values="top1")
-        if name not in by_seed or table.index[0] not in by_seed:
+        if by_seed is None or name not in by_seed or table.index[0] not in by_seed:
             return ""
         paired = paired_difference(by_seed[name], by_seed[table.index[0]])
         return f"; against the teacher seed by seed, {paired.described()}"
