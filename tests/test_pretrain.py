@@ -366,3 +366,5 @@ def test_cli_state_weight_zero_trains_both_stages_without_the_state_head(trained
     capsys.readouterr()
     assert cli_main([*CLI_ARGS, "--state-weight", "-1"]) == 2
     assert "--state-weight -1.0: expected 0 (off)" in capsys.readouterr().err
+    assert cli_main([*CLI_ARGS, "--attribute-weight", "-0.5"]) == 2
+    assert "--attribute-weight -0.5: expected 0 (off)" in capsys.readouterr().err

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-clips", type=int, default=0,
                         help="clips rendered only for pretraining, outside the world's splits, added to its "
                         "training frames (default 0: the world's training clips alone)")
+    parser.add_argument("--attribute-weight", type=float, default=PretrainConfig.attribute_weight,
+                        help="weight of the pretraining-only attribute heads (shape, colour, scene, size, position); "
+                        f"0: off; default {PretrainConfig.attribute_weight:g}, see PretrainConfig.attribute_weight)")
     parser.add_argument("--state-weight", type=float, default=PretrainConfig.state_weight,
                         help="weight of the pretraining-only state head (the main object's per-frame position, "
                         f"angle, size, visibility; 0: off; default {PretrainConfig.state_weight:g}, see "
@@ -46,10 +49,11 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.extra_clips < 0:
         raise ValueError(f"--extra-clips {args.extra_clips}: expected 0 or a positive integer")
-    if args.state_weight < 0:
-        raise ValueError(f"--state-weight {args.state_weight}: expected 0 (off) or a positive weight")
+    for flag, weight in (("--attribute-weight", args.attribute_weight), ("--state-weight", args.state_weight)):
+        if weight < 0:
+            raise ValueError(f"{flag} {weight}: expected 0 (off) or a positive weight")
     cfg = PretrainConfig(seed=args.seed, device=args.device, extra_clips=args.extra_clips,
-                         state_weight=args.state_weight)
+                         attribute_weight=args.attribute_weight, state_weight=args.state_weight)
     stage = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None}
     for key, value in stage.items():
         if value < 1:
