@@ -28,15 +28,16 @@ import os
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 from bench_world_ceiling import (
     FRAMES,
     add_world_arguments,
+    classifier_data,
     clip_features,
     embedded_base,
     oracle_features,
     probe_accuracy,
+    top1_summary,
     world_manifests,
 )
 from tqdm.auto import tqdm
@@ -54,10 +55,8 @@ def spread(x: torch.Tensor) -> dict[str, float]:
 
 
 def mlp_row(train_x, train_y, test_x, test_y, classes: int, seeds: int, epochs: int) -> dict[str, float | list]:
-    top1 = np.array([probe_accuracy(train_x, train_y, test_x, test_y, classes, seed, epochs)["test"]
-                     for seed in range(seeds)])
-    return {"test_top1": [round(float(v), 2) for v in top1], "test_mean": round(float(top1.mean()), 2),
-            "test_std": round(float(top1.std(ddof=1)) if seeds > 1 else 0.0, 2)}
+    return top1_summary([probe_accuracy(train_x, train_y, test_x, test_y, classes, seed, epochs)["test"]
+                         for seed in range(seeds)])
 
 
 def main() -> None:
@@ -71,18 +70,14 @@ def main() -> None:
     if args.pretrain:
         parser.error("--pretrain: give the recipes with --recipes")
     from actiondistill.data.synthetic import load_manifest
-    from actiondistill.frame_cache import frame_indices
     from actiondistill.io import atomic_write_json
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     manifest_path, clip_manifest = world_manifests(args)
     manifest = load_manifest(manifest_path)
-    cached = frame_indices(manifest["frames"], 16)
-    pick = [int(round(k * (len(cached) - 1) / (FRAMES - 1))) for k in range(FRAMES)]
-    split = {s: [i for i, c in enumerate(manifest["clips"]) if c["split"] == s] for s in ("train", "test")}
-    labels = {s: torch.tensor([manifest["clips"][i]["label"] for i in split[s]]) for s in split}
+    pick, indices, split, labels = classifier_data(manifest)
     classes = manifest["num_seen_classes"]
-    oracle = {s: oracle_features(manifest, split[s], [cached[k] for k in pick]) for s in split}
+    oracle = {s: oracle_features(manifest, split[s], indices) for s in split}
     rows = []
     for recipe in tqdm(args.recipes, desc="recipes"):
         clips, features = embedded_base(manifest_path, recipe, clip_manifest)

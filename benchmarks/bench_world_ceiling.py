@@ -48,6 +48,25 @@ RESULT = Path(__file__).parent / "results" / "world_ceiling.json"
 FRAMES = 8  # frames per clip the classifier sees, as the book's models
 
 
+def classifier_data(manifest: dict) -> tuple[list[int], list[int], dict[str, list[int]], dict[str, torch.Tensor]]:
+    """What the classifier sees of a world: `pick`, the FRAMES positions it takes among the 16 frames
+    FrameFeatureCache keeps, `indices`, those frames' numbers in the clip, and each split's clips and labels."""
+    from actiondistill.frame_cache import frame_indices
+
+    cached = frame_indices(manifest["frames"], 16)
+    pick = [int(round(k * (len(cached) - 1) / (FRAMES - 1))) for k in range(FRAMES)]
+    split = {s: [i for i, c in enumerate(manifest["clips"]) if c["split"] == s] for s in ("train", "test")}
+    labels = {s: torch.tensor([manifest["clips"][i]["label"] for i in split[s]]) for s in split}
+    return pick, [cached[k] for k in pick], split, labels
+
+
+def top1_summary(test_top1: list[float]) -> dict[str, float | list[float]]:
+    """Per-seed test top-1, its mean and its sample standard deviation, rounded for the JSON."""
+    test = np.array(test_top1)
+    return {"test_top1": [round(float(v), 2) for v in test], "test_mean": round(float(test.mean()), 2),
+            "test_std": round(float(test.std(ddof=1)) if len(test) > 1 else 0.0, 2)}
+
+
 def oracle_features(manifest: dict, clips: list[int], indices: list[int]) -> torch.Tensor:
     """(clips, FRAMES, 14): x, y, cos, sin of the stripe angle, 8 x radius, visible, tree (x, y), house (x, y), the
     centre's step (dx, dy) from the previous sampled frame, and its distance to the tree and to the house."""
@@ -171,16 +190,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from actiondistill.data.synthetic import load_manifest, world_preset
-    from actiondistill.frame_cache import frame_indices
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     manifest_path, clip_manifest = world_manifests(args)
     manifest = load_manifest(manifest_path)
-    cached = frame_indices(manifest["frames"], 16)  # the frame positions FrameFeatureCache keeps
-    pick = [int(round(k * (len(cached) - 1) / (FRAMES - 1))) for k in range(FRAMES)]
-    indices = [cached[k] for k in pick]
-    split = {s: [i for i, c in enumerate(manifest["clips"]) if c["split"] == s] for s in ("train", "test")}
-    labels = {s: torch.tensor([manifest["clips"][i]["label"] for i in split[s]]) for s in split}
+    pick, indices, split, labels = classifier_data(manifest)
     classes = manifest["num_seen_classes"]
 
     started = time.perf_counter()
@@ -202,11 +216,8 @@ def main() -> None:
         scores = [probe_accuracy(noisy["train"], labels["train"], noisy["test"], labels["test"], classes, seed,
                                  args.epochs, train_clips, reversal if name.endswith("time reversal") else None)
                   for seed in range(args.seeds)]
-        test = np.array([s["test"] for s in scores])
         rows.append({"input": name, "dim": int(data["train"].shape[-1]), "noise": sigma,
-                     "train_clips": train_clips or len(split["train"]),
-                     "test_top1": [round(float(v), 2) for v in test], "test_mean": round(float(test.mean()), 2),
-                     "test_std": round(float(test.std(ddof=1)) if len(test) > 1 else 0.0, 2),
+                     "train_clips": train_clips or len(split["train"]), **top1_summary([s["test"] for s in scores]),
                      "train_mean": round(float(np.mean([s["train"] for s in scores])), 2)})
     fields = len(STATE_FIELDS)  # the oracle's leading columns are the state itself
     readout = state_readout(inputs["embedded-base"]["train"], inputs["oracle"]["train"][..., :fields],
